@@ -1,0 +1,46 @@
+"""raftredis: leader election, discovery and messaging for the instances of a service, on Redis.
+
+A Python port, and rethink, of node-raft-redis. Start a :class:`Candidate`
+in every instance of a service ("a kind"); exactly one of them leads at a
+time, all of them can see each other and send each other JSON messages.
+"""
+
+from __future__ import annotations
+
+from . import signals
+from .candidate import Candidate
+from .errors import (
+    BackendError,
+    ConfigurationError,
+    LeaderTimeoutError,
+    MessageError,
+    NotRunningError,
+    ProtocolError,
+    RaftRedisError,
+    ReceiverError,
+    SignalOverflowError,
+)
+from .models import Instance, Message, Scope, State
+from .timing import Timings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendError",
+    "Candidate",
+    "ConfigurationError",
+    "Instance",
+    "LeaderTimeoutError",
+    "Message",
+    "MessageError",
+    "NotRunningError",
+    "ProtocolError",
+    "RaftRedisError",
+    "ReceiverError",
+    "Scope",
+    "SignalOverflowError",
+    "State",
+    "Timings",
+    "__version__",
+    "signals",
+]

@@ -1,0 +1,125 @@
+"""A pub/sub listener: one connection, a fixed set of channels, one redis-py worker thread.
+
+Built on ``PubSub.run_in_thread`` with an ``exception_handler``: without one
+the worker dies silently after an outage; with one it keeps reconnecting
+(redis-py re-subscribes on reconnect). The channel set is subscribed before
+the thread starts and never changed, because subscribing from another thread
+while the worker reads is not safe. A connect callback reports every
+reconnect so the owner can resync state it may have missed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import redis
+from redis.client import PubSub, PubSubWorkerThread
+
+__all__ = ["Listener"]
+
+log = logging.getLogger("raftredis")
+
+Handler = Callable[[dict[str, Any]], None]
+
+
+class Listener:
+    """Reads ``channels`` on its own connection and calls their handlers on its thread.
+
+    ``on_reconnect()`` is called (on the listener thread) after every
+    reconnect; ``on_failure(exc)`` when reading fails (at most once per
+    outage) and ``on_recovery()`` when it works again.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        channels: Mapping[str, Handler],
+        *,
+        name: str,
+        on_reconnect: Callable[[], None],
+        on_failure: Callable[[BaseException], None],
+        sleep_time: float = 0.1,
+        max_backoff: float = 1.0,
+    ) -> None:
+        self._client = client
+        self._channels = dict(channels)
+        self._name = name
+        self._on_reconnect = on_reconnect
+        self._on_failure = on_failure
+        self._sleep_time = sleep_time
+        self._max_backoff = max_backoff
+        self._stopping = threading.Event()
+        self._failures = 0
+        self._pubsub: PubSub | None = None
+        self._thread: PubSubWorkerThread | None = None
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    def start(self, timeout: float) -> None:
+        """Subscribe, wait for Redis to confirm every channel, then start the thread.
+
+        Raises redis errors (the caller wraps them) and ``TimeoutError``.
+        """
+        pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
+        self._pubsub = pubsub
+        pubsub.subscribe(**self._channels)
+        deadline = time.monotonic() + timeout
+        confirmed = 0
+        while confirmed < len(self._channels):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{self._name}: Redis did not confirm the subscriptions")
+            reply = pubsub.get_message(timeout=remaining)
+            if reply is not None and reply.get("type") == "subscribe":
+                confirmed += 1
+        assert pubsub.connection is not None
+        # Registered only now, so it fires on reconnects, not on the first connect.
+        pubsub.connection.register_connect_callback(self._connected)
+        self._thread = pubsub.run_in_thread(
+            sleep_time=self._sleep_time, daemon=True, exception_handler=self._failed
+        )
+        self._thread.name = self._name
+
+    def stop(self, timeout: float | None) -> None:
+        """Stop the thread, waking it at once, and close the connection."""
+        self._stopping.set()
+        thread, pubsub = self._thread, self._pubsub
+        if thread is None:
+            if pubsub is not None:
+                pubsub.close()
+            return
+        thread.stop()
+        # Wake a worker blocked in a read instead of waiting out sleep_time.
+        conn = pubsub.connection if pubsub is not None else None
+        sock = getattr(conn, "_sock", None)
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        if threading.current_thread() is not thread:
+            thread.join(timeout)
+
+    def _connected(self, connection: Any) -> None:
+        if self._stopping.is_set():
+            return
+        self._failures = 0
+        log.info("%s reconnected to Redis; resyncing", self._name)
+        self._on_reconnect()
+
+    def _failed(self, exc: BaseException, pubsub: PubSub, thread: PubSubWorkerThread) -> None:
+        if self._stopping.is_set():
+            return
+        self._failures += 1
+        if self._failures == 1:
+            log.warning("%s lost its Redis connection: %s", self._name, exc)
+            self._on_failure(exc)
+        # Back off so a dead server does not turn this thread into a busy loop.
+        backoff = min(self._max_backoff, 0.05 * 2 ** min(self._failures, 5))
+        self._stopping.wait(backoff)

@@ -1,0 +1,762 @@
+"""The Candidate: one instance of a kind. Lifecycle, messaging and discovery.
+
+The facade checks arguments and local state, then hands the work to the
+parts that do it: the heartbeat thread (election, in ``heartbeat.py``), two
+pub/sub listeners (``bus.py``), the dispatch thread (``dispatch.py``) and
+the store (``store.py``).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import redis as redis_py
+
+from . import signals
+from .bus import Listener
+from .clock import ServerClock
+from .connection import ConnectionSpec, connection_spec, describe
+from .dispatch import Dispatcher, deliver, report_error
+from .election import ControlReceived, Election, Emit, Reconnected, ReelectRequested, StopRequested
+from .errors import (
+    BackendError,
+    ConfigurationError,
+    LeaderTimeoutError,
+    MessageError,
+    NotRunningError,
+    ProtocolError,
+)
+from .heartbeat import HeartbeatLoop
+from .leader_work import LeaderFunction, LeaderWork
+from .models import Instance, Message, Scope, State
+from .store import KeySpace, RedisStore
+from .timing import Timings
+from .wire import (
+    Envelope,
+    MemberRecord,
+    WireError,
+    check_json,
+    decode_control,
+    decode_envelope,
+    decode_record,
+    encode_envelope,
+    encode_meta_notice,
+    encode_record,
+)
+
+__all__ = ["Candidate"]
+
+log = logging.getLogger("raftredis")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_NAME_RE = re.compile(r"^[^\s{}:]+$")
+_ID_RE = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+_NEW, _RUNNING, _STOPPED = "new", "running", "stopped"
+
+# Candidates running in this process, so a fork can mark them in the child.
+_running_candidates: weakref.WeakSet[Candidate] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for candidate in list(_running_candidates):
+        candidate._forked_away()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class Candidate:
+    """One instance of a kind: takes part in the election, carries meta, sends messages.
+
+    Nothing touches the network until :meth:`start`. All methods block and
+    are safe to call from any thread, including from signal receivers.
+
+    :param redis: where Redis is: a dict (``host``, ``port``, ``db``,
+        ``password``, ``username``, ``url``, ``unix_socket_path``, ``ssl``), a
+        URL string, or a ``redis.Redis`` (its connection settings are reused;
+        raftredis opens its own connections with its own timeouts).
+    :param kind: the name shared by the instances of one service.
+    :param meta: JSON-serialisable data that others see in :meth:`get_instances`.
+    :param lease_ttl: seconds a lease lasts; every other timing derives from it
+        (see :class:`~raftredis.timing.Timings`) and can be given too.
+    :param key_prefix: prefix of every Redis key and channel.
+    :param id: this instance's id (default: a random 20-character hex string).
+    :param max_message_bytes: largest encoded message sent or accepted.
+    """
+
+    def __init__(
+        self,
+        *,
+        redis: Any = None,
+        kind: str,
+        meta: Any = None,
+        lease_ttl: float = 3.0,
+        key_prefix: str = "raftredis",
+        id: str | None = None,
+        max_message_bytes: int = 1 << 20,
+        renew_interval: float | None = None,
+        renew_deadline: float | None = None,
+        membership_refresh: float | None = None,
+        member_expiry: float | None = None,
+        start_timeout: float | None = None,
+    ) -> None:
+        self._kind = _check_name("kind", kind)
+        self._keys = KeySpace(_check_name("key_prefix", key_prefix), self._kind)
+        self._id = _check_id(id) if id is not None else uuid.uuid4().hex[:20]
+        if isinstance(max_message_bytes, bool) or not isinstance(max_message_bytes, int):
+            raise ConfigurationError(f"max_message_bytes must be an int, got {max_message_bytes!r}")
+        if max_message_bytes < 1024:
+            raise ConfigurationError(
+                f"max_message_bytes={max_message_bytes} is too small: use at least 1024"
+            )
+        self._max_message_bytes = max_message_bytes
+        self.timings = Timings.from_lease(
+            lease_ttl,
+            renew_interval=renew_interval,
+            renew_deadline=renew_deadline,
+            membership_refresh=membership_refresh,
+            member_expiry=member_expiry,
+            start_timeout=start_timeout,
+        )
+        try:
+            check_json(meta, "meta")
+        except MessageError as exc:
+            raise ConfigurationError(str(exc)) from None
+        self._meta = copy.deepcopy(meta)
+        self._spec: ConnectionSpec = connection_spec(redis)
+        self._lifecycle = _NEW
+        self._lifecycle_lock = threading.Lock()
+        self._changed = threading.Condition()
+        self._pid = os.getpid()
+        self._forked = False
+        self._joined_at = 0.0
+        self._clock = ServerClock()
+        self._election = Election(self._id, self.timings)
+        self._leader_work = LeaderWork(self._thread_name("leader"), self._report_async)
+        self._store: RedisStore | None = None
+        self._heartbeat: HeartbeatLoop | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._listeners: list[Listener] = []
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def id(self) -> str:
+        """This instance's unique id."""
+        return self._id
+
+    @property
+    def kind(self) -> str:
+        """The kind this instance belongs to."""
+        return self._kind
+
+    @property
+    def state(self) -> State:
+        """``State.FOLLOWER``, ``State.CANDIDATE`` or ``State.LEADER``."""
+        if self._forked or self._lifecycle != _RUNNING:
+            return State.FOLLOWER
+        if self._election.state is State.LEADER and not self.is_leader:
+            return State.FOLLOWER  # the deadline passed; the heartbeat is about to notice
+        return self._election.state
+
+    @property
+    def current_term(self) -> int:
+        """The newest term this instance knows of: the fencing token while it leads."""
+        return self._election.term
+
+    @property
+    def is_leader(self) -> bool:
+        """True if this instance leads *now*: checks the local lease deadline on every call."""
+        if self._forked or self._lifecycle != _RUNNING:
+            return False
+        return self._election.is_leader(time.monotonic())
+
+    @property
+    def leader_id(self) -> str | None:
+        """The id of the leader as this instance last knew it (None: no leader known)."""
+        if self._forked or self._lifecycle != _RUNNING:
+            return None
+        return self._election.leader_id
+
+    @property
+    def meta(self) -> Any:
+        """A copy of this instance's meta."""
+        return copy.deepcopy(self._meta)
+
+    @property
+    def is_running(self) -> bool:
+        """True between a successful :meth:`start` and :meth:`stop` (in the same process)."""
+        return self._lifecycle == _RUNNING and not self._forked
+
+    # ------------------------------------------------------------- lifecycle
+
+    def start(self, timeout: float | None = None) -> Candidate:
+        """Join the kind; return once this instance is leader or follows a known leader.
+
+        Raises :class:`BackendError` if Redis cannot be reached or no role is
+        known within ``timeout`` (default ``start_timeout``); nothing is left
+        running then. Calling it again while running does nothing.
+        """
+        with self._lifecycle_lock:
+            self._check_process()
+            if self._lifecycle == _RUNNING:
+                return self
+            if self._lifecycle == _STOPPED:
+                raise NotRunningError(
+                    "this Candidate was stopped and cannot start again: create a new Candidate"
+                )
+            limit = self.timings.start_timeout if timeout is None else timeout
+            deadline = time.monotonic() + limit
+            try:
+                self._start_parts(deadline)
+            except BaseException as exc:
+                self._teardown(timeout=1.0)
+                if isinstance(exc, BackendError):
+                    raise
+                if isinstance(exc, (redis_py.RedisError, OSError, TimeoutError)):
+                    raise BackendError(
+                        f"could not start: Redis at {describe(self._spec)} failed: {exc}"
+                    ) from exc
+                raise
+            self._lifecycle = _RUNNING
+            _running_candidates.add(self)
+            log.info(
+                "raftredis %s/%s started as %s (term %d)",
+                self._kind, self._id, self._election.state.value, self._election.term,
+            )
+            return self
+
+    def _start_parts(self, deadline: float) -> None:
+        t = self.timings
+        commands = self._spec.client(t, retries=1)
+        publisher = self._spec.client(t, retries=0)
+        store = RedisStore(commands, publisher, self._keys, self._id)
+        self._store = store
+        sent = time.monotonic()
+        server_ms = store.server_time_ms()
+        self._clock.update(server_ms, sent, time.monotonic())
+        self._joined_at = server_ms / 1000.0
+        store.heartbeat_full(self._record(), int(t.member_expiry * 1000))
+        keys = self._keys
+        self._listeners = [
+            Listener(
+                publisher,
+                {keys.control: self._on_control},
+                name=self._thread_name("control"),
+                on_reconnect=self._on_reconnect,
+                on_failure=self._report_async,
+            ),
+            Listener(
+                publisher,
+                {
+                    keys.all: self._on_message,
+                    keys.followers: self._on_message,
+                    keys.inbox(self._id): self._on_message,
+                },
+                name=self._thread_name("messages"),
+                on_reconnect=self._on_reconnect,
+                on_failure=self._report_async,
+            ),
+        ]
+        for listener in self._listeners:
+            listener.start(max(0.05, deadline - time.monotonic()))
+        self._dispatcher = Dispatcher(self, self._thread_name("dispatch"))
+        self._dispatcher.start()
+        self._heartbeat = HeartbeatLoop(
+            self._election,
+            store,
+            self._clock,
+            t,
+            self._record,
+            on_emit=self._emit,
+            on_change=self._notify,
+            on_backend_error=self._report_async,
+            name=self._thread_name("heartbeat"),
+        )
+        self._heartbeat.start()
+        self._lifecycle = _RUNNING  # visible to the waiters below
+        try:
+            with self._changed:
+                known = self._changed.wait_for(self._role_known, deadline - time.monotonic())
+        finally:
+            self._lifecycle = _NEW
+        if not known:
+            raise BackendError(
+                f"could not start: no election result from Redis at {describe(self._spec)} "
+                f"within {self.timings.start_timeout:g} s"
+            )
+
+    def _role_known(self) -> bool:
+        e = self._election
+        return e.state is State.LEADER or (e.state is State.FOLLOWER and e.leader_id is not None)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Resign if leader, leave the kind, and stop every thread (waits up to ``timeout``).
+
+        Idempotent, and safe to call from a signal receiver (it never waits
+        for the thread it runs on). After a fork, in the child it only marks
+        this Candidate stopped: the parent still owns the membership.
+        """
+        with self._lifecycle_lock:
+            if self._lifecycle != _RUNNING:
+                return
+            self._lifecycle = _STOPPED
+        _running_candidates.discard(self)
+        limit = self.timings.start_timeout if timeout is None else timeout
+        if self._forked:
+            return
+        heartbeat = self._heartbeat
+        if heartbeat is not None:
+            done = threading.Event()
+            heartbeat.post(StopRequested(time.monotonic()), done)
+            done.wait(limit)
+        self._teardown(limit)
+        self._notify()
+        log.info("raftredis %s/%s stopped", self._kind, self._id)
+
+    def _teardown(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
+        heartbeat, self._heartbeat = self._heartbeat, None
+        if (
+            heartbeat is not None
+            and heartbeat.thread.is_alive()
+            and heartbeat.thread is not threading.current_thread()
+        ):
+            heartbeat.post(StopRequested(time.monotonic()))
+            heartbeat.thread.join(left())
+        self._leader_work.join(left())
+        for listener in self._listeners:
+            listener.stop(left())
+        self._listeners = []
+        dispatcher, self._dispatcher = self._dispatcher, None
+        if dispatcher is not None:
+            dispatcher.stop(left())
+        store, self._store = self._store, None
+        if store is not None:
+            store.commands.close()
+            store.publisher.close()
+
+    def reelect(self, timeout: float | None = None) -> bool:
+        """If this instance leads, resign and let the others campaign first.
+
+        Returns True if it was leader and resigned. It may be elected again
+        (``elected`` is then sent again), but only if nobody else takes the
+        lease within ``reelect_backoff``.
+        """
+        heartbeat = self._require_running()
+        if not self.is_leader:
+            return False
+        done = threading.Event()
+        heartbeat.post(ReelectRequested(time.monotonic()), done)
+        done.wait(self.timings.start_timeout if timeout is None else timeout)
+        return True
+
+    def wait_for_leader(self, timeout: float | None = None) -> str:
+        """Block until some instance (maybe this one) is known to lead; return its id.
+
+        Raises :class:`LeaderTimeoutError` after ``timeout`` seconds (None: wait
+        forever) and :class:`NotRunningError` if this Candidate stops meanwhile.
+        """
+        self._require_running()
+        with self._changed:
+            ok = self._changed.wait_for(
+                lambda: self._election.leader_id is not None or not self.is_running, timeout
+            )
+        leader = self._election.leader_id
+        if not self.is_running:
+            raise NotRunningError("the Candidate stopped while waiting for a leader")
+        if not ok or leader is None:
+            raise LeaderTimeoutError(f"no leader of kind {self._kind!r} within {timeout} s")
+        return leader
+
+    def __enter__(self) -> Candidate:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------- receivers
+
+    def on(self, event: str, receiver: F | None = None) -> Any:
+        """Connect ``receiver`` to a signal, by signal name or seed event name.
+
+        ``candidate.on("elected", fn)`` or ``@candidate.on("message:from:leader")``.
+        The receiver is held strongly (a lambda keeps working) and only hears
+        this Candidate. Returns the receiver.
+        """
+        try:
+            signal = signals.by_name(event)
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None
+
+        def connect(fn: F) -> F:
+            signal.connect(fn, sender=self, weak=False)
+            return fn
+
+        return connect(receiver) if receiver is not None else connect
+
+    def off(self, event: str, receiver: Callable[..., Any]) -> None:
+        """Disconnect a receiver connected with :meth:`on`."""
+        signals.by_name(event).disconnect(receiver, sender=self)
+
+    def while_leader(self, fn: LeaderFunction) -> LeaderFunction:
+        """Run ``fn(stop_event)`` in its own thread each time this instance is elected.
+
+        ``stop_event`` is set the moment leadership is lost (or at stop()); the
+        function should return soon after. Usable as a decorator.
+        """
+        if not callable(fn):
+            raise TypeError(f"while_leader needs a callable, got {fn!r}")
+        self._leader_work.add(fn)
+        return fn
+
+    # ------------------------------------------------------------- messaging
+
+    def message_to(self, instance_id: str, payload: Any) -> int:
+        """Send ``payload`` to one instance; returns 1 if it received it, else 0."""
+        if not isinstance(instance_id, str) or not instance_id:
+            raise MessageError(f"message_to needs an instance id (str), got {instance_id!r}")
+        return self._send(Scope.DIRECT, self._keys.inbox(instance_id), payload)
+
+    def message_all(self, payload: Any) -> int:
+        """Send ``payload`` to every other instance; returns how many received it."""
+        return self._send(Scope.ALL, self._keys.all, payload)
+
+    def message_followers(self, payload: Any) -> int:
+        """Send ``payload`` to the followers; returns how many instances received it.
+
+        The leader discards these on receipt, so from the leader the count is
+        the number of followers; from a follower it includes the leader.
+        """
+        return self._send(Scope.FOLLOWERS, self._keys.followers, payload)
+
+    def message_leader(self, payload: Any) -> int:
+        """Send ``payload`` to whoever holds the lease now; 1 if it received it, else 0.
+
+        Reading the holder and publishing happen in one Redis script, so the
+        message never goes to a leader that has just been replaced. Returns 0
+        when there is no leader, or when this instance is the leader.
+        """
+        store = self._require_store()
+        data = self._encode(Scope.LEADER, payload)
+        _, count = store.publish_to_leader(data)
+        return count
+
+    def _send(self, scope: Scope, channel: str, payload: Any) -> int:
+        store = self._require_store()
+        data = self._encode(scope, payload)
+        count = store.publish(channel, data)
+        # Our own message listener is subscribed to these and drops our messages.
+        if channel != self._keys.inbox(self._id) and scope is Scope.DIRECT:
+            return count
+        return max(0, count - 1)
+
+    def _encode(self, scope: Scope, payload: Any) -> bytes:
+        envelope = Envelope(
+            kind=self._kind,
+            sender_id=self._id,
+            scope=scope,
+            term=self._election.term,
+            leader=self.is_leader,
+            message_id=uuid.uuid4().hex,
+            sent_at=time.time(),
+            payload=payload,
+        )
+        return encode_envelope(envelope, self._max_message_bytes)
+
+    # ------------------------------------------------------------- discovery
+
+    def get_instances(self) -> list[Instance]:
+        """Every live instance of the kind, this one included, in order of joining.
+
+        One Redis round trip, O(members of this kind); expired members are
+        pruned on the way.
+        """
+        reply = self._require_store().members()
+        holder = reply.lease.holder if reply.lease is not None else None
+        instances = []
+        for row in reply.rows:
+            try:
+                record = decode_record(row.record)
+            except WireError as exc:
+                log.warning("skipping member %r of %s: %s", row.id, self._kind, exc)
+                continue
+            if row.id == self._id:
+                state = self.state
+            else:
+                state = State.LEADER if row.id == holder else State.FOLLOWER
+            last_seen = (row.expires_ms - record.ttl * 1000.0) / 1000.0
+            instances.append(record.instance(row.id, state, last_seen))
+        instances.sort(key=lambda i: (i.joined_at, i.id))
+        return instances
+
+    def get_leader(self) -> Instance | None:
+        """The instance holding the lease now (read from Redis), or None."""
+        store = self._require_store()
+        lease = store.lease()
+        if lease is None:
+            return None
+        if lease.holder == self._id:
+            return Instance(self._id, self.meta, State.LEADER, self._joined_at, time.time())
+        try:
+            record = decode_record(store.record(lease.holder))
+        except WireError:
+            return Instance(lease.holder, None, State.LEADER, 0.0, 0.0)
+        return record.instance(lease.holder, State.LEADER, record.joined_at)
+
+    def get_meta(self) -> Any:
+        """A copy of this instance's meta (local, no I/O)."""
+        return self.meta
+
+    def set_meta(self, meta: Any) -> None:
+        """Replace this instance's meta; others see it in get_instances() and meta_changed.
+
+        Before start() it only changes the local value that start() publishes.
+        """
+        self._check_process()
+        text = check_json(meta, "meta")
+        if len(text) > self._max_message_bytes:
+            raise MessageError(
+                f"meta is {len(text)} bytes encoded, over max_message_bytes="
+                f"{self._max_message_bytes}"
+            )
+        self._meta = copy.deepcopy(meta)
+        store = self._store
+        if self._lifecycle == _RUNNING and store is not None:
+            record = self._record()
+            store.set_record(record, encode_meta_notice(self._id, record, self._clock_seconds()))
+
+    # ---------------------------------------------- seed (camelCase) aliases
+
+    def messageTo(self, instance_id: str, payload: Any) -> int:
+        """Alias of :meth:`message_to` (node-raft-redis name)."""
+        return self.message_to(instance_id, payload)
+
+    def messageAll(self, payload: Any) -> int:
+        """Alias of :meth:`message_all` (node-raft-redis name)."""
+        return self.message_all(payload)
+
+    def messageFollowers(self, payload: Any) -> int:
+        """Alias of :meth:`message_followers` (node-raft-redis name)."""
+        return self.message_followers(payload)
+
+    def messageLeader(self, payload: Any) -> int:
+        """Alias of :meth:`message_leader` (node-raft-redis name)."""
+        return self.message_leader(payload)
+
+    def getInstances(self) -> list[Instance]:
+        """Alias of :meth:`get_instances` (node-raft-redis name)."""
+        return self.get_instances()
+
+    def getLeader(self) -> Instance | None:
+        """Alias of :meth:`get_leader` (node-raft-redis name)."""
+        return self.get_leader()
+
+    def getMeta(self) -> Any:
+        """Alias of :meth:`get_meta` (node-raft-redis name)."""
+        return self.get_meta()
+
+    def setMeta(self, meta: Any) -> None:
+        """Alias of :meth:`set_meta` (node-raft-redis name)."""
+        self.set_meta(meta)
+
+    @property
+    def currentTerm(self) -> int:
+        """Alias of :attr:`current_term` (node-raft-redis name)."""
+        return self.current_term
+
+    # --------------------------------------------- callbacks from our threads
+
+    def _emit(self, command: Emit) -> None:
+        """Heartbeat thread: start/stop leader work at once, queue the signal."""
+        if command.signal == "elected":
+            self._leader_work.elected()
+        elif command.signal == "state_changed" and command.kwargs.get("old") is State.LEADER:
+            self._leader_work.lost()
+        dispatcher = self._dispatcher
+        if dispatcher is not None:
+            dispatcher.submit(signals.by_name(command.signal), command.kwargs)
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def _report_async(self, error: BaseException) -> None:
+        """Report an error on the dispatch thread (from threads that never run user code)."""
+        dispatcher = self._dispatcher
+        if dispatcher is not None:
+            dispatcher.submit(signals.error_occurred, {"error": error})
+
+    def _on_reconnect(self) -> None:
+        heartbeat = self._heartbeat
+        if heartbeat is not None:
+            heartbeat.post(Reconnected(time.monotonic()))
+
+    def _on_control(self, message: dict[str, Any]) -> None:
+        """Control listener thread: decode and hand to the heartbeat; no user code."""
+        data = message.get("data")
+        raw = data if isinstance(data, bytes) else b""
+        try:
+            notice = decode_control(raw)
+        except WireError as exc:
+            error = ProtocolError(str(exc), channel=self._keys.control, raw=raw)
+            log.warning("%s", error)
+            self._report_async(error)
+            return
+        heartbeat = self._heartbeat
+        if heartbeat is not None:
+            heartbeat.post(ControlReceived(time.monotonic(), notice))
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        """Message listener thread: decode, filter, and call message receivers here."""
+        data = message.get("data")
+        raw = data if isinstance(data, bytes) else b""
+        channel_raw = message.get("channel", b"")
+        channel = (
+            channel_raw.decode("utf-8", "replace")
+            if isinstance(channel_raw, bytes)
+            else str(channel_raw)
+        )
+        try:
+            received = self._accept(channel, raw)
+        except (WireError, ProtocolError) as exc:
+            error = exc if isinstance(exc, ProtocolError) else ProtocolError(
+                str(exc), channel=channel, raw=raw
+            )
+            log.warning("%s", error)
+            report_error(self, error)
+            return
+        if received is None:
+            return
+        deliver(signals.message_received, self, {"message": received})
+        follow_up = (
+            signals.message_from_leader if received.from_leader else signals.message_from_follower
+        )
+        deliver(follow_up, self, {"message": received})
+
+    def _accept(self, channel: str, raw: bytes) -> Message | None:
+        """Decode one message; None for ones not meant for us (our own, followers-only)."""
+        keys = self._keys
+        envelope = decode_envelope(raw, kind=self._kind, max_bytes=self._max_message_bytes)
+        expected = {
+            keys.all: (Scope.ALL,),
+            keys.followers: (Scope.FOLLOWERS,),
+            keys.inbox(self._id): (Scope.DIRECT, Scope.LEADER),
+        }.get(channel, ())
+        if envelope.scope not in expected:
+            raise ProtocolError(
+                f"a {envelope.scope.value!r} message arrived on the wrong channel",
+                channel=channel,
+                raw=raw,
+            )
+        if envelope.sender_id == self._id:
+            return None
+        if envelope.scope is Scope.FOLLOWERS and self.is_leader:
+            return None
+        known_term = self._election.term
+        if envelope.leader and envelope.term < known_term:
+            raise ProtocolError(
+                f"a message claiming to come from the leader of term {envelope.term} arrived, "
+                f"but term {known_term} has begun: dropped as stale or forged",
+                channel=channel,
+                raw=raw,
+            )
+        return Message(
+            payload=envelope.payload,
+            sender_id=envelope.sender_id,
+            scope=envelope.scope,
+            from_leader=envelope.leader,
+            term=envelope.term,
+            message_id=envelope.message_id,
+            sent_at=envelope.sent_at,
+            kind=self._kind,
+        )
+
+    # --------------------------------------------------------------- helpers
+
+    def _record(self) -> str:
+        return encode_record(MemberRecord(self._meta, self._joined_at, self.timings.member_expiry))
+
+    def _clock_seconds(self) -> float:
+        return self._clock.now_ms() / 1000.0 if self._clock.synced else time.time()
+
+    def _thread_name(self, role: str) -> str:
+        return f"raftredis-{role}-{self._kind}-{self._id[:8]}"
+
+    def _check_process(self) -> None:
+        if self._forked or os.getpid() != self._pid:
+            self._forked = self._forked or self._lifecycle == _RUNNING
+            raise NotRunningError(
+                f"this Candidate belongs to process {self._pid}, and this is process "
+                f"{os.getpid()} (a fork): threads and connections do not survive fork(). "
+                "Create a new Candidate after the fork (gunicorn: in post_fork; "
+                "uWSGI: lazy-apps = true)."
+            )
+
+    def _require_running(self) -> HeartbeatLoop:
+        self._check_process()
+        heartbeat = self._heartbeat
+        if self._lifecycle != _RUNNING or heartbeat is None:
+            when = "before start()" if self._lifecycle == _NEW else "after stop()"
+            raise NotRunningError(f"this Candidate is not running ({when}): call start() first")
+        return heartbeat
+
+    def _require_store(self) -> RedisStore:
+        self._require_running()
+        store = self._store
+        if store is None:
+            raise NotRunningError("this Candidate is not running: call start() first")
+        return store
+
+    def _forked_away(self) -> None:
+        """In a forked child: the threads are gone; stop pretending to run."""
+        self._forked = True
+        log.warning(
+            "raftredis Candidate %s/%s was running in process %s before fork(); in the "
+            "child %s it is stopped and is never leader. Create a new Candidate after "
+            "the fork.",
+            self._kind, self._id, self._pid, os.getpid(),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<Candidate {self._kind}/{self._id} {self.state.value} term={self.current_term} "
+            f"{self._lifecycle}>"
+        )
+
+
+def _check_name(what: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(f"{what} must be a non-empty string, got {value!r}")
+    if not _NAME_RE.match(value):
+        raise ConfigurationError(
+            f"{what}={value!r} is not allowed: it may not contain whitespace, '{{', '}}' "
+            "or ':' (they are part of the Redis key layout); use e.g. 'my-service'"
+        )
+    if len(value) > 200:
+        raise ConfigurationError(f"{what} is {len(value)} characters long; use at most 200")
+    return value
+
+
+def _check_id(value: Any) -> str:
+    if not isinstance(value, str) or not _ID_RE.match(value):
+        raise ConfigurationError(
+            f"id={value!r} is not allowed: use 1 to 128 letters, digits, '.', '_' or '-' "
+            "(or leave it out for a random id)"
+        )
+    return value

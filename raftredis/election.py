@@ -1,0 +1,528 @@
+"""The election state machine: pure, sans-IO, driven by events that carry the time.
+
+Theory of operation
+-------------------
+Redis is the arbiter. One key holds the lease, ``"<term> <holder id> <expiry ms>"``,
+written only by atomic scripts. This module decides *when* to talk to Redis and
+*what* the replies mean; it never talks to Redis, never reads a clock and never
+starts a thread. The heartbeat thread (``heartbeat.py``) feeds it events and
+carries out the commands it returns, so every timing decision here is tested
+with a fake clock.
+
+States: FOLLOWER, CANDIDATE (an acquire is in flight), LEADER.
+
+* A follower knows the lease from its periodic heartbeat (which reads the lease
+  value) and from ``elected``/``resigned``/``left`` control notices. It
+  campaigns (``Acquire``) when the lease it last saw has expired (plus a small
+  jitter), or at once, with jitter, on a vacancy notice.
+* ``Acquire`` proposes ``max(stored term, highest term seen) + 1``; the script
+  takes the lease only if nobody holds it.
+* A leader counts its lease from the moment it *sent* the command that took or
+  renewed it (Redis applied it later, so Redis' expiry is later still). It
+  calls itself leader only until ``sent_at + renew_deadline``, which is
+  ``lease_ttl - renew_deadline`` before Redis can expire the lease. It renews
+  every ``renew_interval``; if renewing keeps failing it demotes itself at the
+  deadline, before anyone else can take the lease.
+* Demotion always happens here, locally, *before* a resign reaches Redis, so
+  ``is_leader`` is false before anyone else can be elected.
+
+Signals are returned as :class:`Emit` commands; the owner delivers them.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from .models import State
+from .timing import Timings
+from .wire import ControlMessage, ControlType
+
+__all__ = [
+    "Acquire",
+    "AcquireResult",
+    "BackendFailed",
+    "Command",
+    "ControlReceived",
+    "Election",
+    "Emit",
+    "Event",
+    "Heartbeat",
+    "HeartbeatResult",
+    "Lease",
+    "Leave",
+    "Reconnected",
+    "ReelectRequested",
+    "Renew",
+    "RenewResult",
+    "Resign",
+    "Start",
+    "StopRequested",
+    "Tick",
+]
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The lease as read from Redis: who holds it, its term, seconds left when read."""
+
+    term: int
+    holder: str
+    remaining: float
+
+
+# ---------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class Start:
+    """The Candidate has joined the kind and wants to know its role."""
+
+    now: float
+
+
+@dataclass(frozen=True)
+class Tick:
+    """The next wake-up time has come."""
+
+    now: float
+
+
+@dataclass(frozen=True)
+class AcquireResult:
+    """Reply to :class:`Acquire`: ``lease`` is the lease after the script ran."""
+
+    now: float
+    sent_at: float
+    lease: Lease
+
+
+@dataclass(frozen=True)
+class RenewResult:
+    """Reply to :class:`Renew`. ``lease`` is the other holder's lease when not renewed."""
+
+    now: float
+    sent_at: float
+    renewed: bool
+    lease: Lease | None = None
+
+
+@dataclass(frozen=True)
+class HeartbeatResult:
+    """Reply to :class:`Heartbeat`.
+
+    ``lease_read`` says whether the lease was read (``lease`` None then means
+    vacant); ``rejoined`` says our membership had been pruned and was re-added.
+    """
+
+    now: float
+    lease_read: bool
+    lease: Lease | None = None
+    rejoined: bool = False
+
+
+@dataclass(frozen=True)
+class BackendFailed:
+    """A command could not be carried out (Redis unreachable, timed out, error)."""
+
+    now: float
+    command: Command
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class ControlReceived:
+    """A decoded control notice from the kind's control channel."""
+
+    now: float
+    message: ControlMessage
+
+
+@dataclass(frozen=True)
+class ReelectRequested:
+    """The user called ``reelect()``."""
+
+    now: float
+
+
+@dataclass(frozen=True)
+class StopRequested:
+    """The user called ``stop()``."""
+
+    now: float
+
+
+@dataclass(frozen=True)
+class Reconnected:
+    """A pub/sub connection was re-established: notices may have been missed."""
+
+    now: float
+
+
+Event = Union[
+    Start,
+    Tick,
+    AcquireResult,
+    RenewResult,
+    HeartbeatResult,
+    BackendFailed,
+    ControlReceived,
+    ReelectRequested,
+    StopRequested,
+    Reconnected,
+]
+
+# -------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True)
+class Acquire:
+    """Take the lease if it is free, proposing a term above ``known_term``."""
+
+    known_term: int
+
+
+@dataclass(frozen=True)
+class Renew:
+    """Extend our lease of ``term``, only if we still hold it."""
+
+    term: int
+
+
+@dataclass(frozen=True)
+class Resign:
+    """Delete our lease of ``term`` (if still ours) and announce the vacancy."""
+
+    term: int
+
+
+@dataclass(frozen=True)
+class Leave:
+    """Resign (if ``term`` is given) and remove our membership: the last command."""
+
+    term: int | None
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """Refresh our membership; ``full`` also prunes and re-measures the server clock."""
+
+    full: bool
+    read_lease: bool
+
+
+@dataclass(frozen=True)
+class Emit:
+    """Deliver a signal to receivers (never on the heartbeat thread)."""
+
+    signal: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+Command = Union[Acquire, Renew, Resign, Leave, Heartbeat, Emit]
+
+
+class Election:
+    """The state machine. Feed it events with :meth:`handle`; run what it returns.
+
+    ``next_wakeup`` is the monotonic time at which it wants a :class:`Tick`.
+    """
+
+    def __init__(self, my_id: str, timings: Timings, rng: random.Random | None = None) -> None:
+        self.my_id = my_id
+        self.timings = timings
+        self._rng = rng if rng is not None else random.Random()
+        self.state = State.FOLLOWER
+        self.term = 0
+        self.leader_id: str | None = None
+        #: Leader only: the instant this instance stops calling itself leader.
+        self.lease_deadline: float | None = None
+        #: Follower only: when the lease we last saw ends (local clock).
+        self.lease_expires: float | None = None
+        self.started = False
+        self.stopped = False
+        self._next_renew: float | None = None
+        self._next_acquire: float | None = None
+        self._next_heartbeat: float | None = None
+        self._next_full_heartbeat: float | None = None
+
+    # ------------------------------------------------------------ queries
+
+    def is_leader(self, now: float) -> bool:
+        """True while leader and ``now`` is before the local lease deadline."""
+        return (
+            self.state is State.LEADER
+            and self.lease_deadline is not None
+            and now < self.lease_deadline
+        )
+
+    @property
+    def next_wakeup(self) -> float | None:
+        """When the owner should feed a :class:`Tick` (None: only on events)."""
+        if self.stopped or not self.started:
+            return None
+        times = [
+            t
+            for t in (
+                self._next_heartbeat,
+                self._next_full_heartbeat,
+                self._next_acquire if self.state is State.FOLLOWER else None,
+                self._next_renew if self.state is State.LEADER else None,
+                self.lease_deadline if self.state is State.LEADER else None,
+                self.lease_expires if self.state is State.FOLLOWER else None,
+            )
+            if t is not None
+        ]
+        return min(times) if times else None
+
+    # ------------------------------------------------------------- events
+
+    def handle(self, event: Event) -> list[Command]:
+        """Apply one event; return the commands to carry out, in order."""
+        if self.stopped:
+            return []
+        if isinstance(event, Start):
+            return self._on_start(event.now)
+        if not self.started:
+            return []
+        if isinstance(event, Tick):
+            return self._on_tick(event.now)
+        if isinstance(event, AcquireResult):
+            return self._on_acquire_result(event)
+        if isinstance(event, RenewResult):
+            return self._on_renew_result(event)
+        if isinstance(event, HeartbeatResult):
+            return self._on_heartbeat_result(event)
+        if isinstance(event, BackendFailed):
+            return self._on_backend_failed(event)
+        if isinstance(event, ControlReceived):
+            return self._on_control(event.now, event.message)
+        if isinstance(event, ReelectRequested):
+            return self._on_reelect(event.now)
+        if isinstance(event, StopRequested):
+            return self._on_stop()
+        if isinstance(event, Reconnected):
+            self._next_heartbeat = self._next_full_heartbeat = event.now
+            return []
+        raise TypeError(f"unknown event {event!r}")
+
+    def _on_start(self, now: float) -> list[Command]:
+        if self.started:
+            return []
+        self.started = True
+        t = self.timings
+        # start() ran a full heartbeat (join) just before this.
+        self._next_heartbeat = now + t.membership_refresh
+        self._next_full_heartbeat = now + t.clock_sync_interval
+        return [*self._set_state(State.CANDIDATE), Acquire(self.term)]
+
+    def _on_tick(self, now: float) -> list[Command]:
+        t = self.timings
+        out: list[Command] = []
+        if self.state is State.LEADER:
+            assert self.lease_deadline is not None
+            if now >= self.lease_deadline:
+                # Renewing failed until the deadline: give up before Redis expires it.
+                out += self._demote(leader=None)
+            elif self._next_renew is not None and now >= self._next_renew:
+                self._next_renew = None  # set again by the result
+                out.append(Renew(self.term))
+        elif self.state is State.FOLLOWER:
+            if self.lease_expires is not None and now >= self.lease_expires:
+                # The lease we last saw is over and nothing refreshed it.
+                self.lease_expires = None
+                out += self._set_leader(None)
+            if self._next_acquire is not None and now >= self._next_acquire:
+                self._next_acquire = None
+                out += self._set_state(State.CANDIDATE)
+                out.append(Acquire(self.term))
+        if self._next_heartbeat is not None and now >= self._next_heartbeat:
+            full = self._next_full_heartbeat is not None and now >= self._next_full_heartbeat
+            leader = self.state is State.LEADER
+            if full:
+                interval = t.member_expiry if leader else t.clock_sync_interval
+                self._next_full_heartbeat = now + interval
+            self._next_heartbeat = now + t.membership_refresh
+            # A leader learns about its lease from renewing; only a full
+            # heartbeat reads it, as a cross-check.
+            out.append(Heartbeat(full=full, read_lease=full or not leader))
+        return out
+
+    def _on_acquire_result(self, ev: AcquireResult) -> list[Command]:
+        t = self.timings
+        lease = ev.lease
+        self._see_term(lease.term)
+        if lease.holder == self.my_id:
+            # Expiry in Redis is at least sent_at + remaining; keep the same
+            # safety margin as after a renew.
+            deadline = ev.sent_at + lease.remaining - (t.lease_ttl - t.renew_deadline)
+            if deadline <= ev.now:
+                # A stale lease of ours, too close to its end to lead on: free it.
+                self._next_acquire = ev.now + self._jitter()
+                return [*self._set_state(State.FOLLOWER), Resign(lease.term)]
+            self.term = lease.term
+            self.lease_deadline = deadline
+            self.lease_expires = None
+            self._next_renew = ev.sent_at + t.renew_interval
+            self._next_full_heartbeat = min(
+                self._next_full_heartbeat or ev.now, ev.now + t.member_expiry
+            )
+            return [*self._set_state(State.LEADER), *self._set_leader(self.my_id)]
+        out = self._follow(ev.now, lease)
+        return [*self._set_state(State.FOLLOWER), *out]
+
+    def _on_renew_result(self, ev: RenewResult) -> list[Command]:
+        t = self.timings
+        if self.state is not State.LEADER:
+            return []
+        if ev.renewed:
+            self.lease_deadline = max(self.lease_deadline or 0.0, ev.sent_at + t.renew_deadline)
+            self._next_renew = ev.sent_at + t.renew_interval
+            return []
+        # Not ours any more: someone else holds it, or it expired.
+        out = self._demote(leader=ev.lease.holder if ev.lease is not None else None)
+        if ev.lease is not None:
+            self._see_term(ev.lease.term)
+            out += self._follow(ev.now, ev.lease)
+        else:
+            self._next_acquire = ev.now + self._jitter()
+        return out
+
+    def _on_heartbeat_result(self, ev: HeartbeatResult) -> list[Command]:
+        out: list[Command] = []
+        if ev.rejoined:
+            # We had been pruned: re-announce ourselves with a full heartbeat.
+            self._next_heartbeat = self._next_full_heartbeat = ev.now
+        if not ev.lease_read:
+            return out
+        lease = ev.lease
+        if lease is not None:
+            self._see_term(lease.term)
+        if self.state is State.LEADER:
+            if lease is None or lease.holder != self.my_id:
+                out += self._demote(leader=lease.holder if lease is not None else None)
+                if lease is not None:
+                    out += self._follow(ev.now, lease)
+                else:
+                    self._next_acquire = ev.now + self._jitter()
+            return out
+        if lease is None:
+            self.lease_expires = None
+            out += self._set_leader(None)
+            self._schedule_acquire(ev.now + self._jitter())
+        elif lease.holder == self.my_id:
+            # Our own lease from before a demotion: free it so an election can run.
+            self._next_acquire = ev.now + self._jitter()
+            out.append(Resign(lease.term))
+        else:
+            out += self._follow(ev.now, lease)
+        return out
+
+    def _on_backend_failed(self, ev: BackendFailed) -> list[Command]:
+        t = self.timings
+        cmd = ev.command
+        if isinstance(cmd, Renew):
+            # Retry soon; the deadline check in _on_tick demotes if it keeps failing.
+            self._next_renew = ev.now + t.renew_interval / 2
+            return []
+        if isinstance(cmd, Acquire):
+            # Redis is unhappy: stop campaigning, let the heartbeat tell us when it is back.
+            self._next_heartbeat = min(self._next_heartbeat or ev.now, ev.now + t.renew_interval)
+            return self._set_state(State.FOLLOWER)
+        if isinstance(cmd, Heartbeat):
+            self._next_heartbeat = min(self._next_heartbeat or ev.now, ev.now + t.renew_interval)
+            if cmd.full:
+                self._next_full_heartbeat = ev.now + t.renew_interval
+        return []
+
+    def _on_control(self, now: float, msg: ControlMessage) -> list[Command]:
+        out: list[Command] = []
+        if msg.type is ControlType.ELECTED:
+            if msg.id == self.my_id or msg.term is None or msg.term < self.term:
+                return out
+            self._see_term(msg.term)
+            if self.state is State.LEADER:
+                # Redis says a later term began elsewhere (e.g. after Redis lost its data).
+                out += self._demote(leader=msg.id)
+            out += self._set_leader(msg.id)
+            self.lease_expires = now + self.timings.lease_ttl
+            self._next_acquire = now + self.timings.lease_ttl + self._jitter()
+            return out
+        if msg.type in (ControlType.RESIGNED, ControlType.LEFT):
+            if msg.type is ControlType.LEFT:
+                out.append(Emit("instance_left", {"instance_id": msg.id}))
+            if msg.id != self.my_id and msg.id == self.leader_id and self.state is State.FOLLOWER:
+                self.lease_expires = None
+                out += self._set_leader(None)
+                self._schedule_acquire(now + self._jitter())
+            return out
+        if msg.type is ControlType.JOINED and msg.id != self.my_id:
+            out.append(Emit("instance_joined", {"instance": msg.instance}))
+        elif msg.type is ControlType.META and msg.id != self.my_id:
+            out.append(Emit("meta_changed", {"instance": msg.instance}))
+        return out
+
+    def _on_reelect(self, now: float) -> list[Command]:
+        if self.state is not State.LEADER:
+            return []
+        term = self.term
+        out = self._demote(leader=None)
+        # Give the others the first chance at the lease.
+        self._next_acquire = now + self.timings.reelect_backoff + self._jitter()
+        return [*out, Resign(term)]
+
+    def _on_stop(self) -> list[Command]:
+        term = self.term if self.state is State.LEADER else None
+        out: list[Command] = []
+        if self.state is not State.FOLLOWER:
+            out += self._demote(leader=None)
+        self.stopped = True
+        return [*out, Leave(term)]
+
+    # ------------------------------------------------------------ helpers
+
+    def _jitter(self) -> float:
+        return self._rng.uniform(0.0, self.timings.vacancy_jitter)
+
+    def _schedule_acquire(self, at: float) -> None:
+        if self._next_acquire is None or at < self._next_acquire:
+            self._next_acquire = at
+
+    def _see_term(self, term: int) -> None:
+        if term > self.term:
+            self.term = term
+
+    def _follow(self, now: float, lease: Lease) -> list[Command]:
+        """Record ``lease`` (held by someone else) and plan to campaign when it ends."""
+        remaining = max(lease.remaining, 0.0)
+        self.lease_expires = now + remaining
+        self._next_acquire = now + remaining + self._jitter()
+        return self._set_leader(lease.holder)
+
+    def _demote(self, leader: str | None) -> list[Command]:
+        self.lease_deadline = None
+        self._next_renew = None
+        out = self._set_leader(leader)
+        return [*self._set_state(State.FOLLOWER), *out]
+
+    def _set_leader(self, leader: str | None) -> list[Command]:
+        if leader == self.leader_id:
+            return []
+        self.leader_id = leader
+        return [Emit("leader_changed", {"leader": leader, "term": self.term})]
+
+    def _set_state(self, new: State) -> list[Command]:
+        old = self.state
+        if new is old:
+            return []
+        self.state = new
+        if new is not State.LEADER:
+            self.lease_deadline = None
+        out: list[Command] = [Emit("state_changed", {"old": old, "new": new, "term": self.term})]
+        if new is State.LEADER:
+            out.append(Emit("elected", {"term": self.term}))
+        elif new is State.FOLLOWER:
+            out.append(Emit("defeated", {"leader": self.leader_id, "term": self.term}))
+        return out

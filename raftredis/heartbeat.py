@@ -1,0 +1,190 @@
+"""The heartbeat thread: feeds the Election events and carries out its commands.
+
+It owns the only mutable election state, talks to Redis through the
+:class:`~raftredis.store.RedisStore`, and never runs user code: signals go
+to the ``emit`` callback, which queues them for the dispatch thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from .clock import ServerClock
+from .election import (
+    Acquire,
+    AcquireResult,
+    BackendFailed,
+    Command,
+    Election,
+    Emit,
+    Event,
+    Heartbeat,
+    HeartbeatResult,
+    Lease,
+    Leave,
+    Renew,
+    RenewResult,
+    Resign,
+    Start,
+    Tick,
+)
+from .errors import BackendError
+from .store import LeaseRecord, RedisStore
+from .timing import Timings
+
+__all__ = ["HeartbeatLoop"]
+
+log = logging.getLogger("raftredis")
+
+
+class HeartbeatLoop:
+    """Runs one Election against Redis on a dedicated thread.
+
+    Other threads talk to it only through :meth:`post`. ``on_emit`` receives
+    every :class:`Emit` (on this thread; it must not block), ``on_change``
+    is called after every event so waiters can re-check the state, and
+    ``on_backend_error`` once per run of failures.
+    """
+
+    def __init__(
+        self,
+        election: Election,
+        store: RedisStore,
+        clock: ServerClock,
+        timings: Timings,
+        record: Callable[[], str],
+        *,
+        on_emit: Callable[[Emit], None],
+        on_change: Callable[[], None],
+        on_backend_error: Callable[[BackendError], None],
+        name: str,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.election = election
+        self._store = store
+        self._clock = clock
+        self._timings = timings
+        self._record = record
+        self._on_emit = on_emit
+        self._on_change = on_change
+        self._on_backend_error = on_backend_error
+        self._monotonic = monotonic
+        self._inbox: queue.SimpleQueue[tuple[Event, threading.Event | None]] = queue.SimpleQueue()
+        self._failing = False
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def post(self, event: Event, done: threading.Event | None = None) -> None:
+        """Hand an event to the heartbeat thread; ``done`` is set once it was handled."""
+        self._inbox.put((event, done))
+
+    # ----------------------------------------------------------- the loop
+
+    def _run(self) -> None:
+        election = self.election
+        self._handle(Start(self._monotonic()))
+        while not election.stopped:
+            wakeup = election.next_wakeup
+            timeout = None if wakeup is None else max(0.0, wakeup - self._monotonic())
+            done: threading.Event | None = None
+            try:
+                event, done = self._inbox.get(timeout=timeout)
+            except queue.Empty:
+                event = Tick(self._monotonic())
+            try:
+                self._handle(event)
+            except Exception:  # a bug here must not kill the thread silently
+                log.exception("raftredis heartbeat failed handling %r", event)
+                time.sleep(0.01)
+            finally:
+                if done is not None:
+                    done.set()
+        # Wake anyone still waiting on an event posted after the stop.
+        while True:
+            try:
+                _, done = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if done is not None:
+                done.set()
+
+    def _handle(self, event: Event) -> None:
+        pending: deque[Command] = deque(self.election.handle(event))
+        self._on_change()
+        while pending:
+            command = pending.popleft()
+            if isinstance(command, Emit):
+                self._on_emit(command)
+                continue
+            result = self._execute(command)
+            if result is not None:
+                pending.extend(self.election.handle(result))
+                self._on_change()
+
+    # ------------------------------------------------------- the commands
+
+    def _execute(self, command: Command) -> Event | None:
+        sent_at = self._monotonic()
+        try:
+            result = self._carry_out(command, sent_at)
+        except BackendError as exc:
+            if not self._failing:
+                self._failing = True
+                log.warning("raftredis: %s", exc)
+                self._on_backend_error(exc)
+            return BackendFailed(self._monotonic(), command, str(exc))
+        if self._failing:
+            self._failing = False
+            log.info("raftredis: Redis answers again")
+        return result
+
+    def _carry_out(self, command: Command, sent_at: float) -> Event | None:
+        t = self._timings
+        store = self._store
+        ttl_ms = int(t.lease_ttl * 1000)
+        if isinstance(command, Acquire):
+            acquired = store.acquire(command.known_term, ttl_ms)
+            held = self._lease(acquired.lease, acquired.remaining_ms / 1000.0)
+            return AcquireResult(self._monotonic(), sent_at, held)
+        if isinstance(command, Renew):
+            expires_ms = self._clock.now_ms() + ttl_ms
+            renewed = store.renew(command.term, ttl_ms, expires_ms)
+            other = None
+            if renewed.lease is not None:
+                other = self._lease(renewed.lease, renewed.remaining_ms / 1000.0)
+            return RenewResult(self._monotonic(), sent_at, renewed.renewed, other)
+        if isinstance(command, Heartbeat):
+            expiry_ms = int(t.member_expiry * 1000)
+            if command.full:
+                reply = store.heartbeat_full(self._record(), expiry_ms)
+                assert reply.server_ms is not None
+                now = self._monotonic()
+                self._clock.update(reply.server_ms, sent_at, now)
+            else:
+                reply = store.heartbeat(self._clock.now_ms() + expiry_ms, command.read_lease)
+                now = self._monotonic()
+            lease: Lease | None = None
+            if reply.lease is not None:
+                remaining = self._clock.seconds_until(reply.lease.expires_ms)
+                lease = self._lease(reply.lease, remaining)
+            # A full heartbeat that added us re-announced us already.
+            rejoined = reply.added and not command.full
+            return HeartbeatResult(now, command.read_lease, lease, rejoined)
+        if isinstance(command, Resign):
+            store.resign(command.term)
+            return None
+        if isinstance(command, Leave):
+            store.leave(command.term)
+            return None
+        raise TypeError(f"unknown command {command!r}")
+
+    @staticmethod
+    def _lease(record: LeaseRecord, remaining: float) -> Lease:
+        return Lease(term=record.term, holder=record.holder, remaining=remaining)

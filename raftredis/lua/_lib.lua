@@ -1,0 +1,45 @@
+-- Shared helpers, prepended to every raftredis script (they cost no commands).
+-- Lease value: "<term> <holder id> <expiry, server ms>".
+
+-- The server's clock in milliseconds (one TIME call).
+local function server_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function fmt_int(n)
+  return string.format('%.0f', n)
+end
+
+local function notice(channel, kind, id, term)
+  local body = '{"v":1,"type":"' .. kind .. '","id":' .. cjson.encode(id)
+  if term then
+    body = body .. ',"term":' .. fmt_int(term)
+  end
+  return redis.call('PUBLISH', channel, body .. '}')
+end
+
+-- Delete the lease if `owner` ("<term> <id> ") still holds it; announce it.
+local function resign_if_mine(leader_key, owner, control, id, term)
+  local current = redis.call('GET', leader_key)
+  if current and string.sub(current, 1, #owner) == owner then
+    redis.call('DEL', leader_key)
+    notice(control, 'resigned', id, tonumber(term))
+    return 1
+  end
+  return 0
+end
+
+-- Remove up to `limit` members whose expiry has passed, with their records,
+-- and announce each one as left.
+local function prune(members_key, meta_key, control, now, limit)
+  local expired = redis.call('ZRANGEBYSCORE', members_key, '-inf', fmt_int(now), 'LIMIT', 0, limit)
+  if #expired > 0 then
+    redis.call('ZREM', members_key, unpack(expired))
+    redis.call('HDEL', meta_key, unpack(expired))
+    for _, id in ipairs(expired) do
+      notice(control, 'left', id)
+    end
+  end
+  return expired
+end

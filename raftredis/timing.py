@@ -1,0 +1,141 @@
+"""Timings: one knob, ``lease_ttl``, from which every other interval derives.
+
+The defaults (``lease_ttl`` = 3 s) and why:
+
+=====================  ===============  ============================================
+setting                default          why
+=====================  ===============  ============================================
+renew_interval         ttl / 4          two renews may fail before the deadline
+renew_deadline         ttl * 2 / 3      the leader stops calling itself leader when
+                                        its last successful renew was *sent* longer
+                                        ago than this: ttl/3 before Redis can
+                                        expire the lease
+membership_refresh     ttl / 2          followers also learn the lease from it, so
+                                        it must come before the lease ends
+member_expiry          2 * ttl          a member unseen this long is pruned
+vacancy_jitter         50 ms            spreads campaigns after a vacancy notice
+reelect_backoff        150 ms           a leader that called reelect() waits this
+                                        long so others get the first chance
+clock_sync_interval    max(30 s, 10 ttl) followers re-measure the server clock
+socket_timeout         renew_interval/3 a command and its one retry fit in one
+                                        renew interval
+=====================  ===============  ============================================
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .errors import ConfigurationError
+
+__all__ = ["Timings"]
+
+_MIN_LEASE_TTL = 0.1
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Validated election timings, in seconds. Build with :meth:`from_lease`."""
+
+    lease_ttl: float = 3.0
+    renew_interval: float = 0.75
+    renew_deadline: float = 2.0
+    membership_refresh: float = 1.5
+    member_expiry: float = 6.0
+    vacancy_jitter: float = 0.05
+    reelect_backoff: float = 0.15
+    clock_sync_interval: float = 30.0
+    socket_timeout: float = 0.25
+    start_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @classmethod
+    def from_lease(cls, lease_ttl: float = 3.0, **overrides: float | None) -> Timings:
+        """Derive every timing from ``lease_ttl``; any of them can be overridden.
+
+        ``None`` values in ``overrides`` mean "derive it". Raises
+        :class:`~raftredis.errors.ConfigurationError` naming the setting to
+        change when the combination cannot work.
+        """
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown timing setting(s) {', '.join(unknown)}; "
+                f"the settings are: {', '.join(sorted(names))}"
+            )
+        ttl = _positive("lease_ttl", lease_ttl)
+        renew_interval = _given(overrides, "renew_interval", ttl / 4)
+        derived: dict[str, Any] = {
+            "lease_ttl": ttl,
+            "renew_interval": renew_interval,
+            "renew_deadline": _given(overrides, "renew_deadline", ttl * 2 / 3),
+            "membership_refresh": _given(overrides, "membership_refresh", ttl / 2),
+            "member_expiry": _given(overrides, "member_expiry", ttl * 2),
+            "vacancy_jitter": _given(overrides, "vacancy_jitter", min(0.05, ttl / 20)),
+            "reelect_backoff": _given(overrides, "reelect_backoff", min(0.15, ttl / 8)),
+            "clock_sync_interval": _given(overrides, "clock_sync_interval", max(30.0, ttl * 10)),
+            "socket_timeout": _given(overrides, "socket_timeout", renew_interval / 3),
+            "start_timeout": _given(overrides, "start_timeout", max(5.0, ttl * 2)),
+        }
+        return cls(**derived)
+
+
+def _given(overrides: dict[str, float | None], name: str, default: float) -> float:
+    value = overrides.get(name)
+    return default if value is None else _positive(name, value)
+
+
+def _positive(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(
+            f"{name} must be a number of seconds, got {type(value).__name__} {value!r}"
+        )
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigurationError(
+            f"{name} must be a positive, finite number of seconds, got {value!r}"
+        )
+    return float(value)
+
+
+def _validate(t: Timings) -> None:
+    for f in fields(t):
+        _positive(f.name, getattr(t, f.name))
+    if t.lease_ttl < _MIN_LEASE_TTL:
+        raise ConfigurationError(
+            f"lease_ttl={t.lease_ttl} s is too short: use at least {_MIN_LEASE_TTL} s "
+            "(scheduling noise alone would cost the leader its lease)"
+        )
+    if t.renew_deadline >= t.lease_ttl:
+        raise ConfigurationError(
+            f"renew_deadline ({t.renew_deadline:g} s) must be shorter than lease_ttl "
+            f"({t.lease_ttl:g} s): a leader has to stop calling itself leader before its "
+            "lease can expire in Redis. Lower renew_deadline or raise lease_ttl."
+        )
+    if t.renew_interval > t.renew_deadline / 2:
+        raise ConfigurationError(
+            f"renew_interval ({t.renew_interval:g} s) must be at most half of renew_deadline "
+            f"({t.renew_deadline:g} s), so that one failed renew can be retried before the "
+            "deadline. Lower renew_interval."
+        )
+    if 2 * t.socket_timeout > t.renew_interval:
+        raise ConfigurationError(
+            f"socket_timeout ({t.socket_timeout:g} s) must be at most half of renew_interval "
+            f"({t.renew_interval:g} s): a command and its one retry have to fit in one "
+            "renew interval. Lower socket_timeout."
+        )
+    if t.membership_refresh > t.member_expiry / 2:
+        raise ConfigurationError(
+            f"membership_refresh ({t.membership_refresh:g} s) must be at most half of "
+            f"member_expiry ({t.member_expiry:g} s), or live members would be pruned "
+            "after one late refresh. Lower membership_refresh or raise member_expiry."
+        )
+    if t.member_expiry <= t.lease_ttl:
+        raise ConfigurationError(
+            f"member_expiry ({t.member_expiry:g} s) must be longer than lease_ttl "
+            f"({t.lease_ttl:g} s), or a live leader could be pruned from the member list."
+        )

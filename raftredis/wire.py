@@ -1,0 +1,259 @@
+"""What travels over Redis: message envelopes, control notices, member records.
+
+Everything is JSON (never pickle: anyone who can publish on the Redis server
+would run code in every instance). Decoders treat their input as hostile:
+any bytes at all give either a value or a :class:`WireError` saying why they
+were dropped, never another exception.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import MessageError
+from .models import Instance, Scope, State
+
+__all__ = [
+    "ControlMessage",
+    "ControlType",
+    "Envelope",
+    "MemberRecord",
+    "WireError",
+    "decode_control",
+    "decode_envelope",
+    "decode_record",
+    "encode_envelope",
+    "encode_meta_notice",
+    "encode_record",
+]
+
+VERSION = 1
+#: Control notices are small; anything larger is junk.
+MAX_CONTROL_BYTES = 1 << 20
+
+
+class WireError(ValueError):
+    """Input that is not a valid envelope, notice or record; the text says why."""
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _loads(raw: bytes | str, what: str) -> Any:
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as exc:
+        raise WireError(f"{what} is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise WireError(f"{what} is nested too deeply to decode") from None
+    except ValueError as exc:
+        raise WireError(f"{what} is not JSON ({exc})") from None
+
+
+def check_json(value: Any, what: str) -> str:
+    """Encode ``value`` as compact JSON or raise :class:`MessageError` saying why not."""
+    try:
+        return _dumps(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise MessageError(
+            f"{what} must be JSON-serialisable (dict, list, str, int, float, bool or None; "
+            f"no NaN or infinity): {exc}"
+        ) from exc
+
+
+# ------------------------------------------------------------- envelopes
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A user message as sent: the payload and who sent it, when, as what."""
+
+    kind: str
+    sender_id: str
+    scope: Scope
+    term: int
+    leader: bool
+    message_id: str
+    sent_at: float
+    payload: Any
+
+
+def encode_envelope(envelope: Envelope, max_bytes: int) -> bytes:
+    """Encode ``envelope``; raise :class:`MessageError` if the payload is not JSON or too big."""
+    body = check_json(envelope.payload, "the payload")
+    head = _dumps(
+        {
+            "v": VERSION,
+            "kind": envelope.kind,
+            "from": envelope.sender_id,
+            "scope": envelope.scope.value,
+            "term": envelope.term,
+            "leader": envelope.leader,
+            "id": envelope.message_id,
+            "ts": envelope.sent_at,
+        }
+    )
+    # Splice the payload in rather than encoding the whole dict twice.
+    data = f'{head[:-1]},"payload":{body}}}'.encode()
+    if len(data) > max_bytes:
+        raise MessageError(
+            f"the message is {len(data)} bytes encoded, over max_message_bytes={max_bytes}; "
+            "send a smaller payload (or a reference to the data, e.g. a Redis key)"
+        )
+    return data
+
+
+def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], what: str) -> Any:
+    value = obj.get(name)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise WireError(f"{what} has no valid {name!r} field")
+    return value
+
+
+def decode_envelope(raw: bytes, *, kind: str, max_bytes: int) -> Envelope:
+    """Decode an envelope received on one of ``kind``'s message channels."""
+    if len(raw) > max_bytes:
+        raise WireError(f"message of {len(raw)} bytes is over max_message_bytes={max_bytes}")
+    obj = _loads(raw, "message")
+    if not isinstance(obj, dict):
+        raise WireError("message is not a JSON object")
+    if obj.get("v") != VERSION:
+        raise WireError(f"message has unsupported version {obj.get('v')!r}")
+    msg_kind = _field(obj, "kind", str, "message")
+    if msg_kind != kind:
+        raise WireError(f"message is for kind {msg_kind[:100]!r}, not {kind!r}")
+    try:
+        scope = Scope(obj.get("scope"))
+    except ValueError:
+        raise WireError("message has no valid 'scope' field") from None
+    term = _field(obj, "term", int, "message")
+    sent_at = _field(obj, "ts", (int, float), "message")
+    if term < 0 or not math.isfinite(sent_at):
+        raise WireError("message has a negative term or a bad timestamp")
+    if "payload" not in obj:
+        raise WireError("message has no 'payload' field")
+    return Envelope(
+        kind=kind,
+        sender_id=_field(obj, "from", str, "message"),
+        scope=scope,
+        term=term,
+        leader=_field(obj, "leader", bool, "message"),
+        message_id=_field(obj, "id", str, "message"),
+        sent_at=float(sent_at),
+        payload=obj["payload"],
+    )
+
+
+# --------------------------------------------------------- member records
+
+
+@dataclass(frozen=True)
+class MemberRecord:
+    """What an instance stores about itself in the kind's meta hash."""
+
+    meta: Any
+    joined_at: float
+    ttl: float
+
+    def instance(self, instance_id: str, state: State, last_seen: float) -> Instance:
+        """The public view of this record."""
+        return Instance(instance_id, self.meta, state, self.joined_at, last_seen)
+
+
+def encode_record(record: MemberRecord) -> str:
+    """Encode a member record (meta must already be known to be JSON)."""
+    return _dumps({"meta": record.meta, "joined": record.joined_at, "ttl": record.ttl})
+
+
+def decode_record(raw: bytes | str | None) -> MemberRecord:
+    """Decode a member record; missing or junk records raise :class:`WireError`."""
+    if raw is None:
+        raise WireError("member has no record")
+    obj = _loads(raw, "member record")
+    if not isinstance(obj, dict):
+        raise WireError("member record is not a JSON object")
+    joined = _field(obj, "joined", (int, float), "member record")
+    ttl = _field(obj, "ttl", (int, float), "member record")
+    return MemberRecord(meta=obj.get("meta"), joined_at=float(joined), ttl=float(ttl))
+
+
+# -------------------------------------------------------- control notices
+
+
+class ControlType(str, enum.Enum):
+    """The kinds of control notice; published by the Lua scripts and set_meta."""
+
+    ELECTED = "elected"
+    RESIGNED = "resigned"
+    JOINED = "joined"
+    LEFT = "left"
+    META = "meta"
+
+
+@dataclass(frozen=True)
+class ControlMessage:
+    """A decoded control notice. ``record`` comes with joined and meta notices."""
+
+    type: ControlType
+    id: str
+    term: int | None = None
+    record: MemberRecord | None = None
+    at: float | None = None
+
+    @property
+    def instance(self) -> Instance | None:
+        """The instance a joined/meta notice describes (state: follower)."""
+        if self.record is None:
+            return None
+        seen = self.at if self.at is not None else self.record.joined_at
+        return self.record.instance(self.id, State.FOLLOWER, seen)
+
+
+def encode_meta_notice(instance_id: str, record: str, at: float) -> str:
+    """The notice set_meta publishes; ``record`` is an encoded member record."""
+    head = f'{{"v":{VERSION},"type":"meta","id":{_dumps(instance_id)},"at":{at!r}'
+    return f'{head},"record":{record}}}'
+
+
+def decode_control(raw: bytes) -> ControlMessage:
+    """Decode a control notice from the kind's control channel."""
+    if len(raw) > MAX_CONTROL_BYTES:
+        raise WireError(f"control notice of {len(raw)} bytes is too large")
+    obj = _loads(raw, "control notice")
+    if not isinstance(obj, dict):
+        raise WireError("control notice is not a JSON object")
+    if obj.get("v") != VERSION:
+        raise WireError(f"control notice has unsupported version {obj.get('v')!r}")
+    try:
+        ctype = ControlType(obj.get("type"))
+    except ValueError:
+        raise WireError("control notice has no valid 'type' field") from None
+    instance_id = _field(obj, "id", str, "control notice")
+    if not instance_id:
+        raise WireError("control notice has an empty 'id'")
+    term: int | None = None
+    if ctype in (ControlType.ELECTED, ControlType.RESIGNED):
+        term = _field(obj, "term", int, "control notice")
+        if term < 1:
+            raise WireError("control notice has a term below 1")
+    record: MemberRecord | None = None
+    if ctype in (ControlType.JOINED, ControlType.META):
+        rec = obj.get("record")
+        if not isinstance(rec, dict):
+            raise WireError("control notice has no valid 'record' field")
+        record = decode_record(_dumps(rec))
+    at = obj.get("at")
+    return ControlMessage(
+        type=ctype,
+        id=instance_id,
+        term=term,
+        record=record,
+        at=float(at) if isinstance(at, (int, float)) and not isinstance(at, bool) else None,
+    )
