@@ -266,8 +266,8 @@ class Election:
         times = [
             t
             for t in (
+                # Full heartbeats ride on a regular one, so they need no wake-up of their own.
                 self._next_heartbeat,
-                self._next_full_heartbeat,
                 self._next_acquire if self.state is State.FOLLOWER else None,
                 self._next_renew if self.state is State.LEADER else None,
                 self.lease_deadline if self.state is State.LEADER else None,
@@ -382,9 +382,10 @@ class Election:
             self._next_renew = ev.sent_at + t.renew_interval
             return []
         # Not ours any more: someone else holds it, or it expired.
-        out = self._demote(leader=ev.lease.holder if ev.lease is not None else None)
         if ev.lease is not None:
             self._see_term(ev.lease.term)
+        out = self._demote(leader=ev.lease.holder if ev.lease is not None else None)
+        if ev.lease is not None:
             out += self._follow(ev.now, ev.lease)
         else:
             self._next_acquire = ev.now + self._jitter()
