@@ -79,6 +79,7 @@ class HeartbeatLoop:
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
+        self.post(Start(self._monotonic()))
         self.thread.start()
 
     def post(self, event: Event, done: threading.Event | None = None) -> None:
@@ -89,7 +90,6 @@ class HeartbeatLoop:
 
     def _run(self) -> None:
         election = self.election
-        self._handle(Start(self._monotonic()))
         while not election.stopped:
             wakeup = election.next_wakeup
             timeout = None if wakeup is None else max(0.0, wakeup - self._monotonic())

@@ -1,0 +1,115 @@
+"""Redis misbehaving under a running cluster: paused, pub/sub connections killed; the budget.
+
+Each test runs its own redis-server (the shared one must stay healthy).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from helpers import wait_until
+
+from raftredis import Candidate
+from raftredis.testing import RedisServer
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    with RedisServer() as srv:
+        yield srv
+
+
+def start_cluster(url: str, n: int, lease_ttl: float = 1.0) -> list[Candidate]:
+    return [Candidate(redis=url, kind="faults", lease_ttl=lease_ttl).start() for _ in range(n)]
+
+
+def leaders(cluster: list[Candidate]) -> list[Candidate]:
+    return [c for c in cluster if c.is_leader]
+
+
+def test_paused_redis_demotes_leader_before_lease_can_expire(server: RedisServer) -> None:
+    """SIGSTOP of Redis: the leader stops calling itself leader by renew_deadline (plus a
+    renew interval of scheduling slack), well before lease_ttl; one leader after resume."""
+    cluster = start_cluster(server.url, 3)
+    try:
+        (leader,) = wait_until(lambda: leaders(cluster) if len(leaders(cluster)) == 1 else None)
+        old_term = leader.current_term
+        t = leader.timings
+        server.pause()
+        paused_at = time.monotonic()
+        wait_until(lambda: not leader.is_leader, timeout=t.lease_ttl)
+        demoted_after = time.monotonic() - paused_at
+        assert demoted_after < t.renew_deadline + t.renew_interval
+        assert leaders(cluster) == []
+        server.resume()
+        (new_leader,) = wait_until(
+            lambda: leaders(cluster) if len(leaders(cluster)) == 1 else None, timeout=10
+        )
+        assert new_leader.current_term >= old_term
+        # Everyone agrees on who leads once the dust settles.
+        wait_until(lambda: all(c.leader_id == new_leader.id for c in cluster), timeout=5)
+    finally:
+        server.resume()
+        for c in cluster:
+            c.stop()
+
+
+def test_killed_pubsub_connections_reconnect_and_resync(server: RedisServer) -> None:
+    """CLIENT KILL TYPE pubsub: listeners reconnect, re-subscribe, and messages flow again."""
+    cluster = start_cluster(server.url, 3)
+    got: list[object] = []
+    try:
+        for c in cluster:
+            c.on("message", lambda sender, message, **_: got.append(message.payload))
+        admin = server.client()
+        killed = admin.client_kill_filter(_type="pubsub")
+        assert killed >= 6  # two pub/sub connections per Candidate
+
+        def delivered_to_all() -> bool:
+            got.clear()
+            return cluster[0].message_all("ping") == 2 and wait_for_len(got, 2)
+
+        wait_until(delivered_to_all, timeout=5)
+        (leader,) = wait_until(lambda: leaders(cluster) if len(leaders(cluster)) == 1 else None)
+        # A leader change after the reconnect still reaches everyone through the new sockets.
+        leader.reelect()
+        wait_until(lambda: all(c.leader_id not in (None, leader.id) for c in cluster), timeout=5)
+        admin.close()
+    finally:
+        for c in cluster:
+            c.stop()
+
+
+def wait_for_len(items: list[object], n: int, timeout: float = 0.5) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(items) >= n:
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_redis_command_budget_with_default_timings(server: RedisServer) -> None:
+    """Three instances with default timings stay within 2.5 Redis commands per instance
+    per second, as INFO commandstats counts them (every redis.call in a script counts)."""
+    admin = server.client()
+    cluster = start_cluster(server.url, 3, lease_ttl=3.0)
+    try:
+        # Measure the steady state: after everyone knows the leader.
+        wait_until(lambda: len({c.leader_id for c in cluster} - {None}) == 1)
+
+        def calls() -> int:
+            stats = admin.info("commandstats")
+            return sum(v["calls"] for k, v in stats.items() if k != "cmdstat_info")
+
+        before, t0 = calls(), time.monotonic()
+        time.sleep(12.0)  # two leader prune cycles (member_expiry = 6 s)
+        per_instance = (calls() - before) / (time.monotonic() - t0) / len(cluster)
+        assert per_instance <= 2.5, f"{per_instance:.2f} commands per instance per second"
+        assert per_instance > 0.5  # it did measure the heartbeats
+    finally:
+        for c in cluster:
+            c.stop()
+        admin.close()
