@@ -20,6 +20,7 @@ from .errors import (
     ReceiverError,
     SignalOverflowError,
 )
+from .leader_work import Leadership
 from .models import Instance, Message, Scope, State
 from .timing import Timings
 
@@ -31,6 +32,7 @@ __all__ = [
     "ConfigurationError",
     "Instance",
     "LeaderTimeoutError",
+    "Leadership",
     "Message",
     "MessageError",
     "NotRunningError",

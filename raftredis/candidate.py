@@ -8,6 +8,7 @@ the store (``store.py``).
 
 from __future__ import annotations
 
+import atexit
 import copy
 import logging
 import os
@@ -74,6 +75,17 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    """Leave cleanly when the interpreter exits, so others take over at once
+    instead of waiting for the lease to expire."""
+    for candidate in list(_running_candidates):
+        try:
+            candidate.stop(timeout=1.0)
+        except Exception:  # never let one failure stop the others or the exit
+            log.exception("raftredis: stopping %r at exit failed", candidate)
 
 
 class Candidate:
@@ -181,6 +193,17 @@ class Candidate:
         if self._forked or self._lifecycle != _RUNNING:
             return False
         return self._election.is_leader(time.monotonic())
+
+    @property
+    def leader_term(self) -> int | None:
+        """The term this instance leads in *now*, or None: the fencing token to use.
+
+        Unlike reading ``is_leader`` and then ``current_term``, this is one
+        atomic check: it never returns a term this instance does not hold.
+        """
+        if self._forked or self._lifecycle != _RUNNING:
+            return None
+        return self._election.leader_term(time.monotonic())
 
     @property
     def leader_id(self) -> str | None:
@@ -417,8 +440,10 @@ class Candidate:
     def while_leader(self, fn: LeaderFunction) -> LeaderFunction:
         """Run ``fn(stop_event)`` in its own thread each time this instance is elected.
 
-        ``stop_event`` is set the moment leadership is lost (or at stop()); the
-        function should return soon after. Usable as a decorator.
+        ``stop_event`` (a :class:`~raftredis.Leadership`, a ``threading.Event``)
+        is set the moment leadership is lost (or at stop()); the function
+        should return soon after. ``stop_event.term`` is the term of this
+        leadership: the fencing token for its work. Usable as a decorator.
         """
         if not callable(fn):
             raise TypeError(f"while_leader needs a callable, got {fn!r}")
@@ -585,7 +610,7 @@ class Candidate:
     def _emit(self, command: Emit) -> None:
         """Heartbeat thread: start/stop leader work at once, queue the signal."""
         if command.signal == "elected":
-            self._leader_work.elected()
+            self._leader_work.elected(command.kwargs["term"])
         elif command.signal == "state_changed" and command.kwargs.get("old") is State.LEADER:
             self._leader_work.lost()
         dispatcher = self._dispatcher
@@ -699,6 +724,11 @@ class Candidate:
         return f"raftredis-{role}-{self._kind}-{self._id[:8]}"
 
     def _check_process(self) -> None:
+        if self._lifecycle == _NEW and not self._forked:
+            # Created but never started before a fork (e.g. gunicorn --preload):
+            # nothing to inherit, so the child may start it.
+            self._pid = os.getpid()
+            return
         if self._forked or os.getpid() != self._pid:
             self._forked = self._forked or self._lifecycle == _RUNNING
             raise NotRunningError(

@@ -132,6 +132,10 @@ def _short(instance_id: str | None) -> str:
     return "?" if instance_id is None else instance_id[:8]
 
 
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
@@ -453,7 +457,6 @@ class _Demo:
         self.failover_timeout = 3 * self.lease_ttl + 2.0
         self.keys = DemoKeys(args.kind)
         self.wall0 = time.time()
-        self.mono0 = time.monotonic()
         self.events: queue.Queue[tuple[int, dict[str, Any]]] = queue.Queue()
         self.workers: dict[int, _WorkerHandle] = {}
         self.next_index = 1
@@ -519,10 +522,11 @@ class _Demo:
             self.say(f"using Redis at {self.url}")
         self.client = redis.Redis.from_url(self.url, socket_timeout=5.0, socket_connect_timeout=5.0)
         self.client.delete(*self.keys.all())
+        a = self.args
+        faults = f"a fault every {a.fault_interval:g} s" if a.fault_interval else "no faults"
         self.say(
-            f"kind {self.args.kind!r}: {self.size} workers, lease_ttl {self.lease_ttl:g} s, "
-            f"{self.args.rate:g} jobs/s, a fault every {self.args.fault_interval:g} s, "
-            f"for {self.args.duration:g} s"
+            f"kind {a.kind!r}: {_plural(self.size, 'worker')}, lease_ttl {self.lease_ttl:g} s, "
+            f"{a.rate:g} jobs/s, {faults}, for {a.duration:g} s"
         )
 
     def spawn(self, replaces: int | None = None) -> _WorkerHandle:
@@ -662,11 +666,14 @@ class _Demo:
             failover = fault.outcome(index, self.workers[index].id, term, ms)
             self.failovers.append(failover)
             self.pending = None
-            how = "failover" if failover.handover else "re-elected itself, no handover"
-            message += (
-                f"  <- {how} #{fault.number} after {_FAULT_LABEL[fault.kind]} of "
-                f"worker {fault.victim}: {ms:.0f} ms"
-            )
+            cause = f"{_FAULT_LABEL[fault.kind]} of worker {fault.victim}"
+            if failover.handover:
+                message += f"  <- failover #{fault.number} after {cause}: {ms:.0f} ms"
+            else:
+                message += (
+                    f"  <- fault #{fault.number} ({cause}): nobody else took over, "
+                    f"it was re-elected after {ms:.0f} ms"
+                )
         self.say(message, at)
 
     def on_reelect_reply(self, index: int, resigned: bool, at: float) -> None:
@@ -712,6 +719,8 @@ class _Demo:
         if kind == KILL:
             victim.killed = True
             victim.process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                victim.process.wait(timeout=1.0)  # reap it, so it no longer counts as alive
         elif not self.send(victim, "reelect"):
             self.faults -= 1
             return False
@@ -788,11 +797,11 @@ class _Demo:
             else "none"
         )
         if counts is None:
-            self.say(f"leader: {leader}; {alive} workers alive")
+            self.say(f"leader: {leader}; {_plural(alive, 'worker')} alive")
             return
         self.say(
             f"jobs pushed {counts['pushed']}, processed {counts['processed']}, "
-            f"queued {counts['queued']}; leader: {leader}; {alive} workers alive"
+            f"queued {counts['queued']}; leader: {leader}; {_plural(alive, 'worker')} alive"
         )
 
     # -- shutdown -------------------------------------------------------------
@@ -853,7 +862,7 @@ class _Demo:
             if not alive:
                 return
             if how != "stop":
-                self.say(f"{len(alive)} workers still running: {how}")
+                self.say(f"{_plural(len(alive), 'worker')} still running: {how}")
             for handle in alive:
                 with contextlib.suppress(OSError):
                     if how == "SIGTERM":
@@ -886,7 +895,7 @@ class _Demo:
         out = [
             "",
             f"Summary ({self.finished_at - self.wall0:.1f} s, ended by {self.ended_by}, "
-            f"{self.size} workers, lease_ttl {self.lease_ttl:g} s)",
+            f"{_plural(self.size, 'worker')}, lease_ttl {self.lease_ttl:g} s)",
         ]
         terms = [e.term for e in self.elections]
         span = f" (terms {min(terms)} to {max(terms)})" if terms else ""
@@ -899,7 +908,7 @@ class _Demo:
                 who = f"worker {f.new_leader}" if f.handover else "the same worker"
                 result = f"{f.ms:7.0f} ms  (term {f.old_term} -> {f.new_term}, {who})"
             out.append(
-                f"    #{f.number} {_FAULT_LABEL[f.fault]:<9} of worker {f.victim:<3} {result}"
+                f"    #{f.number:<3} {_FAULT_LABEL[f.fault]:<9} of worker {f.victim:<3} {result}"
             )
         done = [f.ms for f in self.failovers if f.ms is not None]
         for kind in (KILL, REELECT):
@@ -922,7 +931,9 @@ class _Demo:
             )
         killed = sum(1 for h in self.workers.values() if h.killed)
         left = f"LEFT RUNNING: {self.leftover}" if self.leftover else "none left running"
-        out.append(f"  processes: {len(self.workers)} workers started, {killed} killed; {left}")
+        out.append(
+            f"  processes: {_plural(len(self.workers), 'worker')} started, {killed} killed; {left}"
+        )
         print("\n".join(out), flush=True)
         if self.args.json:
             print(json.dumps(self.summary()), flush=True)

@@ -237,8 +237,9 @@ class Election:
         self.state = State.FOLLOWER
         self.term = 0
         self.leader_id: str | None = None
-        #: Leader only: the instant this instance stops calling itself leader.
-        self.lease_deadline: float | None = None
+        # Leader only: (term, deadline), replaced as one object so that another
+        # thread never sees a leader with a term it does not hold.
+        self._leadership: tuple[int, float] | None = None
         #: Follower only: when the lease we last saw ends (local clock).
         self.lease_expires: float | None = None
         self.started = False
@@ -252,11 +253,20 @@ class Election:
 
     def is_leader(self, now: float) -> bool:
         """True while leader and ``now`` is before the local lease deadline."""
-        return (
-            self.state is State.LEADER
-            and self.lease_deadline is not None
-            and now < self.lease_deadline
-        )
+        return self.leader_term(now) is not None
+
+    def leader_term(self, now: float) -> int | None:
+        """The term this instance leads in at ``now``, or None: one atomic read."""
+        leadership = self._leadership
+        if leadership is None or now >= leadership[1]:
+            return None
+        return leadership[0]
+
+    @property
+    def lease_deadline(self) -> float | None:
+        """Leader only: the instant this instance stops calling itself leader."""
+        leadership = self._leadership
+        return None if leadership is None else leadership[1]
 
     @property
     def next_wakeup(self) -> float | None:
@@ -363,7 +373,7 @@ class Election:
                 self._next_acquire = ev.now + self._jitter()
                 return [*self._set_state(State.FOLLOWER), Resign(lease.term)]
             self.term = lease.term
-            self.lease_deadline = deadline
+            self._leadership = (lease.term, deadline)
             self.lease_expires = None
             self._next_renew = ev.sent_at + t.renew_interval
             self._next_full_heartbeat = min(
@@ -378,15 +388,16 @@ class Election:
         if self.state is not State.LEADER:
             return []
         if ev.renewed:
-            self.lease_deadline = max(self.lease_deadline or 0.0, ev.sent_at + t.renew_deadline)
+            deadline = max(self.lease_deadline or 0.0, ev.sent_at + t.renew_deadline)
+            self._leadership = (self.term, deadline)
             self._next_renew = ev.sent_at + t.renew_interval
             return []
-        # Not ours any more: someone else holds it, or it expired.
-        if ev.lease is not None:
-            self._see_term(ev.lease.term)
-        out = self._demote(leader=ev.lease.holder if ev.lease is not None else None)
-        if ev.lease is not None:
-            out += self._follow(ev.now, ev.lease)
+        # Not ours any more: someone else holds it, or it expired. Demote
+        # before learning the newer term (see _demote).
+        lease = ev.lease
+        out = self._demote(lease.holder if lease else None, lease.term if lease else None)
+        if lease is not None:
+            out += self._follow(ev.now, lease)
         else:
             self._next_acquire = ev.now + self._jitter()
         return out
@@ -399,16 +410,16 @@ class Election:
         if not ev.lease_read:
             return out
         lease = ev.lease
-        if lease is not None:
-            self._see_term(lease.term)
         if self.state is State.LEADER:
             if lease is None or lease.holder != self.my_id:
-                out += self._demote(leader=lease.holder if lease is not None else None)
+                out += self._demote(lease.holder if lease else None, lease.term if lease else None)
                 if lease is not None:
                     out += self._follow(ev.now, lease)
                 else:
                     self._next_acquire = ev.now + self._jitter()
             return out
+        if lease is not None:
+            self._see_term(lease.term)
         if lease is None:
             self.lease_expires = None
             out += self._set_leader(None)
@@ -443,10 +454,10 @@ class Election:
         if msg.type is ControlType.ELECTED:
             if msg.id == self.my_id or msg.term is None or msg.term < self.term:
                 return out
-            self._see_term(msg.term)
             if self.state is State.LEADER:
                 # Redis says a later term began elsewhere (e.g. after Redis lost its data).
-                out += self._demote(leader=msg.id)
+                out += self._demote(msg.id, msg.term)
+            self._see_term(msg.term)
             out += self._set_leader(msg.id)
             self.lease_expires = now + self.timings.lease_ttl
             self._next_acquire = now + self.timings.lease_ttl + self._jitter()
@@ -502,11 +513,19 @@ class Election:
         self._next_acquire = now + remaining + self._jitter()
         return self._set_leader(lease.holder)
 
-    def _demote(self, leader: str | None) -> list[Command]:
-        self.lease_deadline = None
+    def _demote(self, leader: str | None, newer_term: int | None = None) -> list[Command]:
+        """Stop leading. The leadership goes first, then a newer term is learned:
+        another thread must never see this instance lead with a term it does not hold."""
+        old = self.state
+        self._leadership = None
         self._next_renew = None
+        self.state = State.FOLLOWER
+        if newer_term is not None:
+            self._see_term(newer_term)
         out = self._set_leader(leader)
-        return [*self._set_state(State.FOLLOWER), *out]
+        if old is State.FOLLOWER:
+            return out
+        return [*self._emit_state(old, State.FOLLOWER), *out]
 
     def _set_leader(self, leader: str | None) -> list[Command]:
         if leader == self.leader_id:
@@ -520,7 +539,10 @@ class Election:
             return []
         self.state = new
         if new is not State.LEADER:
-            self.lease_deadline = None
+            self._leadership = None
+        return self._emit_state(old, new)
+
+    def _emit_state(self, old: State, new: State) -> list[Command]:
         out: list[Command] = [Emit("state_changed", {"old": old, "new": new, "term": self.term})]
         if new is State.LEADER:
             out.append(Emit("elected", {"term": self.term}))

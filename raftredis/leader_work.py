@@ -8,11 +8,26 @@ from collections.abc import Callable
 
 from .errors import ReceiverError
 
-__all__ = ["LeaderFunction", "LeaderWork"]
+__all__ = ["LeaderFunction", "LeaderWork", "Leadership"]
 
 log = logging.getLogger("raftredis")
 
-LeaderFunction = Callable[[threading.Event], object]
+
+
+class Leadership(threading.Event):
+    """The stop event handed to a ``while_leader`` function.
+
+    It is set the moment leadership is lost. ``term`` is the term this
+    leadership holds: use it as the fencing token of the work the function
+    does (it never changes, unlike ``Candidate.current_term``).
+    """
+
+    def __init__(self, term: int) -> None:
+        super().__init__()
+        self.term = term
+
+
+LeaderFunction = Callable[[Leadership], object]
 
 
 class LeaderWork:
@@ -27,27 +42,28 @@ class LeaderWork:
         self._report = report
         self._lock = threading.Lock()
         self._functions: list[LeaderFunction] = []
-        self._running: list[tuple[threading.Event, threading.Thread]] = []
-        self._leading = False
+        self._running: list[tuple[Leadership, threading.Thread]] = []
+        self._term: int | None = None
 
     def add(self, fn: LeaderFunction) -> None:
         """Register ``fn``; start it at once if this instance leads now."""
         with self._lock:
             self._functions.append(fn)
-            if self._leading:
-                self._launch(fn)
+            if self._term is not None:
+                self._launch(fn, self._term)
 
-    def elected(self) -> None:
+    def elected(self, term: int) -> None:
+        """This instance now leads in ``term``: start every function."""
         with self._lock:
-            self._leading = True
+            self._term = term
             self._running = [(e, t) for e, t in self._running if t.is_alive()]
             for fn in self._functions:
-                self._launch(fn)
+                self._launch(fn, term)
 
     def lost(self) -> None:
         """Leadership ended: tell every running function to stop."""
         with self._lock:
-            self._leading = False
+            self._term = None
             for stop_event, _ in self._running:
                 stop_event.set()
 
@@ -59,8 +75,8 @@ class LeaderWork:
             if thread is not threading.current_thread():
                 thread.join(timeout)
 
-    def _launch(self, fn: LeaderFunction) -> None:
-        stop_event = threading.Event()
+    def _launch(self, fn: LeaderFunction, term: int) -> None:
+        stop_event = Leadership(term)
         name = getattr(fn, "__name__", "fn")
         thread = threading.Thread(
             target=self._call, args=(fn, stop_event), name=f"{self._name}-{name}", daemon=True
@@ -68,7 +84,7 @@ class LeaderWork:
         self._running.append((stop_event, thread))
         thread.start()
 
-    def _call(self, fn: LeaderFunction, stop_event: threading.Event) -> None:
+    def _call(self, fn: LeaderFunction, stop_event: Leadership) -> None:
         try:
             fn(stop_event)
         except Exception as exc:

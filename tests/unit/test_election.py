@@ -142,7 +142,7 @@ class TestLeaderLease:
         assert not e.is_leader(102.0)
         assert "defeated" in signal_names(out)
         # Redis cannot expire the lease before 100.0 + lease_ttl.
-        assert 102.0 < 100.0 + T.lease_ttl
+        assert 100.0 + T.lease_ttl > 102.0
 
     def test_deadline_wakeup_is_scheduled(self) -> None:
         """Even with no renew due, the leader wakes by its deadline and demotes there."""
@@ -363,3 +363,46 @@ class TestMembership:
         assert signal_names(out) == ["instance_joined"]
         mine = ControlMessage(ControlType.META, ME, record=rec)
         assert e.handle(ControlReceived(100.1, mine)) == []
+
+
+class _TermWatcher(Election):
+    """Fails if a newer term is learned while this instance still leads an older one."""
+
+    def _see_term(self, term: int) -> None:
+        leadership = self._leadership
+        assert leadership is None or term <= leadership[0], (
+            f"learned term {term} while leading term {leadership[0]}: another thread could "
+            "read is_leader True with a term this instance does not hold"
+        )
+        super()._see_term(term)
+
+
+class TestFencingToken:
+    def _leader(self) -> Election:
+        e = _TermWatcher(ME, T, random.Random(1))
+        e.handle(Start(100.0))
+        e.handle(AcquireResult(100.0, 100.0, Lease(5, ME, T.lease_ttl)))
+        return e
+
+    def test_leader_term_is_the_held_term(self) -> None:
+        """leader_term is the term of the lease while it lasts, then None."""
+        e = self._leader()
+        assert e.leader_term(100.5) == 5
+        assert e.leader_term(100.0 + T.renew_deadline) is None
+
+    @pytest.mark.parametrize(
+        "event",
+        [
+            RenewResult(100.8, 100.75, False, Lease(6, OTHER, 3.0)),
+            HeartbeatResult(101.0, True, Lease(6, OTHER, 3.0)),
+            ControlReceived(101.0, ControlMessage(ControlType.ELECTED, OTHER, 6)),
+        ],
+        ids=["renew", "heartbeat", "notice"],
+    )
+    def test_demotion_happens_before_the_newer_term_is_learned(self, event: Any) -> None:
+        """Losing to term 6: leadership ends before current_term becomes 6."""
+        e = self._leader()
+        if isinstance(event, RenewResult):
+            e.handle(Tick(100.75))
+        e.handle(event)
+        assert e.term == 6 and e.leader_term(101.0) is None and e.state is State.FOLLOWER

@@ -41,8 +41,8 @@ from raftredis.election import (
     Renew,
     RenewResult,
     Resign,
-    StopRequested,
     Start,
+    StopRequested,
     Tick,
 )
 from raftredis.models import State
@@ -255,7 +255,8 @@ class Simulation:
             return None
         if isinstance(cmd, Heartbeat):
             lease = None if held is None else Lease(held[1], held[0], held[2] - t)
-            return lambda now: HeartbeatResult(now, cmd.read_lease, lease if cmd.read_lease else None)
+            seen = lease if cmd.read_lease else None
+            return lambda now: HeartbeatResult(now, cmd.read_lease, seen)
         raise AssertionError(cmd)
 
     def publish(self, t: float, msg: ControlMessage) -> None:
@@ -341,7 +342,7 @@ def test_reelect_hands_over_within_jitter() -> None:
     """reelect() on the leader: another node holds the lease within tens of ms."""
     sim = Simulation(5, 2, Faults(latency=0.001))
     sim.run(5.0)
-    (t0, term0, first) = sim.arbiter.elections[-1]
+    (_, term0, first) = sim.arbiter.elections[-1]
     leader = next(n for n in sim.nodes if n.id == first)
     leader.inbox.append(lambda now: ReelectRequested(now))
     sim.step(leader, sim.now)
