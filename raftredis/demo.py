@@ -63,6 +63,7 @@ import redis
 
 from .candidate import Candidate
 from .errors import ConfigurationError, RaftRedisError
+from .leader_work import Leadership
 from .testing import RedisServer
 from .timing import Timings
 
@@ -232,8 +233,8 @@ class _Worker:
 
     # -- leader work (its own thread, stopped when leadership is lost) -----
 
-    def _push_jobs(self, lost: threading.Event) -> None:
-        term = self.candidate.current_term  # the fencing token of this leadership
+    def _push_jobs(self, lost: Leadership) -> None:
+        term = lost.term  # the fencing token of this leadership
         interval = 1.0 / self.rate
         next_at = time.monotonic()
         while not lost.is_set() and not self.stop.is_set():
