@@ -1,0 +1,309 @@
+"""Shared helpers for the tests/integration/test_api_*.py modules.
+
+* :func:`wait_until` polls a condition with a deadline (never sleep and hope).
+* :class:`Cluster` creates Candidates of one kind and stops them all at the end.
+* :class:`Recorder` records signals (with the thread they arrived on).
+* fixtures: ``cluster`` (Candidates on the session's Redis, lease_ttl=1.0),
+  ``no_leaked_threads`` (autouse where imported: no "raftredis-" thread may
+  outlive a test), ``raw`` (a RawChannels publisher for the kind's channels).
+
+Import the fixtures into a test module with
+``from helpers import cluster, no_leaked_threads, ...``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pytest
+import redis
+
+from raftredis import Candidate, State
+
+T = TypeVar("T")
+
+LEASE_TTL = 1.0
+THREAD_PREFIX = "raftredis-"
+
+
+# ------------------------------------------------------------------ polling
+
+
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float = 5.0,
+    interval: float = 0.005,
+    message: str | Callable[[], str] = "",
+) -> T:
+    """Poll ``predicate`` until it returns something truthy; return that value.
+
+    Raises AssertionError (saying what was awaited) after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            text = message() if callable(message) else message
+            name = getattr(predicate, "__name__", repr(predicate))
+            raise AssertionError(
+                f"condition {name} not met within {timeout:g} s"
+                + (f": {text}" if text else "")
+            )
+        time.sleep(interval)
+
+
+def timed_wait(predicate: Callable[[], Any], timeout: float = 5.0, message: str = "") -> float:
+    """Like :func:`wait_until`, but return how long the wait took (seconds)."""
+    started = time.monotonic()
+    wait_until(predicate, timeout=timeout, message=message)
+    return time.monotonic() - started
+
+
+def raftredis_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(THREAD_PREFIX) and t.is_alive()]
+
+
+def assert_no_raftredis_threads(timeout: float = 3.0) -> None:
+    wait_until(
+        lambda: not raftredis_threads(),
+        timeout=timeout,
+        message=lambda: f"threads still alive: {[t.name for t in raftredis_threads()]}",
+    )
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nobody listens on (bound, then closed)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def unique_kind(prefix: str = "svc") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+# --------------------------------------------------------------- candidates
+
+
+class Cluster:
+    """Candidates of one kind on one Redis; :meth:`close` stops every one of them."""
+
+    def __init__(self, redis_target: Any, kind: str | None = None, **defaults: Any) -> None:
+        self.redis = redis_target
+        self.kind = kind or unique_kind()
+        self.defaults = {"lease_ttl": LEASE_TTL, **defaults}
+        self.candidates: list[Candidate] = []
+
+    def new(self, **kwargs: Any) -> Candidate:
+        """A Candidate of this kind, not started (but stopped at :meth:`close`)."""
+        options = {"redis": self.redis, "kind": self.kind, **self.defaults, **kwargs}
+        candidate = Candidate(**options)
+        self.candidates.append(candidate)
+        return candidate
+
+    def start(self, **kwargs: Any) -> Candidate:
+        """A new, started Candidate."""
+        return self.new(**kwargs).start()
+
+    def start_many(self, n: int, **kwargs: Any) -> list[Candidate]:
+        return [self.start(**kwargs) for _ in range(n)]
+
+    def running(self) -> list[Candidate]:
+        return [c for c in self.candidates if c.is_running]
+
+    def leaders(self) -> list[Candidate]:
+        return [c for c in self.candidates if c.is_leader]
+
+    def leader(self) -> Candidate | None:
+        """The one running Candidate that is leader now, or None (asserts there is at most one)."""
+        leaders = self.leaders()
+        assert len(leaders) <= 1, f"more than one leader: {leaders}"
+        return leaders[0] if leaders else None
+
+    def wait_for_leader(self, timeout: float = 5.0, exclude: Candidate | None = None) -> Candidate:
+        def found() -> Candidate | None:
+            leader = self.leader()
+            return leader if leader is not None and leader is not exclude else None
+
+        return wait_until(found, timeout=timeout, message=lambda: f"candidates: {self.candidates}")
+
+    def followers(self) -> list[Candidate]:
+        return [c for c in self.running() if not c.is_leader]
+
+    def close(self) -> None:
+        errors = []
+        for candidate in reversed(self.candidates):
+            try:
+                candidate.stop(timeout=5.0)
+            except Exception as exc:  # keep stopping the others
+                errors.append(exc)
+        self.candidates.clear()
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def agree_on_leader(candidates: list[Candidate]) -> str | None:
+    """The leader id if every candidate knows the same one and that one leads; else None."""
+    ids = {c.leader_id for c in candidates}
+    if len(ids) != 1:
+        return None
+    (leader_id,) = ids
+    leaders = [c for c in candidates if c.is_leader]
+    if leader_id is None or len(leaders) != 1 or leaders[0].id != leader_id:
+        return None
+    return leader_id
+
+
+# ----------------------------------------------------------------- signals
+
+
+@dataclass(frozen=True)
+class Received:
+    name: str
+    sender: Any
+    kwargs: dict[str, Any]
+    thread: str
+    at: float = field(default_factory=time.monotonic)
+
+
+class Recorder:
+    """Collects signals from any thread; tests wait for them with :meth:`wait_for`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: list[Received] = []
+
+    def receiver(self, name: str) -> Callable[..., None]:
+        def receive(sender: Any, **kwargs: Any) -> None:
+            with self._lock:
+                self._events.append(
+                    Received(name, sender, dict(kwargs), threading.current_thread().name)
+                )
+
+        receive.__name__ = f"record_{name}"
+        return receive
+
+    def connect(self, candidate: Candidate, *names: str) -> Recorder:
+        """Connect a recording receiver to each named signal of ``candidate`` (via on())."""
+        for name in names:
+            candidate.on(name, self.receiver(name))
+        return self
+
+    @property
+    def events(self) -> list[Received]:
+        with self._lock:
+            return list(self._events)
+
+    def of(self, name: str, predicate: Callable[[Received], bool] = lambda e: True) -> list[Received]:
+        return [e for e in self.events if e.name == name and predicate(e)]
+
+    def wait_for(
+        self,
+        name: str,
+        predicate: Callable[[Received], bool] = lambda e: True,
+        timeout: float = 5.0,
+        count: int = 1,
+    ) -> Received:
+        """Wait until ``count`` matching events of ``name`` arrived; return the last of them."""
+        found = wait_until(
+            lambda: (lambda hits: hits[count - 1] if len(hits) >= count else None)(
+                self.of(name, predicate)
+            ),
+            timeout=timeout,
+            message=lambda: f"{name} x{count}; recorded: {[(e.name, e.kwargs) for e in self.events]}",
+        )
+        return found
+
+    def clear(self) -> None:
+        with self._lock:
+            self._events.clear()
+
+
+# ------------------------------------------------------------ raw channels
+
+
+class RawChannels:
+    """Publishes raw bytes on a kind's channels with plain redis-py."""
+
+    def __init__(self, client: redis.Redis, kind: str, prefix: str = "raftredis") -> None:
+        self.client = client
+        self.kind = kind
+        self.base = f"{prefix}:{{{kind}}}"
+
+    def channel(self, suffix: str) -> str:
+        return f"{self.base}:{suffix}"
+
+    def publish(self, suffix: str, data: bytes | str) -> int:
+        return int(self.client.publish(self.channel(suffix), data))
+
+    def envelope(self, **overrides: Any) -> dict[str, Any]:
+        """A valid envelope (scope "all" from a follower), with ``overrides`` applied."""
+        env: dict[str, Any] = {
+            "v": 1,
+            "kind": self.kind,
+            "from": "raw-sender",
+            "scope": "all",
+            "term": 0,
+            "leader": False,
+            "id": uuid.uuid4().hex,
+            "ts": time.time(),
+            "payload": {"raw": True},
+        }
+        env.update(overrides)
+        return env
+
+    @staticmethod
+    def dumps(obj: Any) -> bytes:
+        return json.dumps(obj).encode()
+
+
+# ----------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Fail a test that leaves any "raftredis-" thread running (after a short grace period)."""
+    # Leftovers of an earlier (already failed) test are not this test's fault.
+    before = set(raftredis_threads())
+    yield
+
+    def leaked() -> list[threading.Thread]:
+        return [t for t in raftredis_threads() if t not in before]
+
+    wait_until(
+        lambda: not leaked(),
+        timeout=3.0,
+        message=lambda: f"threads still alive after the test: {[t.name for t in leaked()]}",
+    )
+
+
+@pytest.fixture
+def cluster(redis_url: str) -> Iterator[Cluster]:
+    """Candidates of a fresh kind on the session's (flushed) Redis, lease_ttl=1.0."""
+    with Cluster(redis_url) as c:
+        yield c
+
+
+@pytest.fixture
+def raw(redis_client: redis.Redis, cluster: Cluster) -> RawChannels:
+    return RawChannels(redis_client, cluster.kind)
+
+
+def states(candidates: list[Candidate]) -> list[State]:
+    return [c.state for c in candidates]

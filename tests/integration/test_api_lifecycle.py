@@ -1,0 +1,308 @@
+"""start() / stop(): roles right after start, idempotence, errors, no leaked threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from helpers import (  # noqa: F401
+    Cluster,
+    Recorder,
+    cluster,
+    free_port,
+    no_leaked_threads,
+    raftredis_threads,
+    unique_kind,
+    wait_until,
+)
+
+from raftredis import BackendError, Candidate, NotRunningError, State
+from raftredis.testing import RedisServer
+
+
+def test_lone_instance_leads_when_start_returns(cluster: Cluster) -> None:
+    """A lone instance is leader as soon as start() returns, and start() is fast."""
+    candidate = cluster.new()
+    started = time.monotonic()
+    returned = candidate.start()
+    elapsed = time.monotonic() - started
+    assert returned is candidate
+    assert candidate.is_leader
+    assert candidate.state is State.LEADER
+    assert candidate.leader_id == candidate.id
+    assert candidate.current_term >= 1
+    assert candidate.is_running
+    assert elapsed < 1.0, f"start() took {elapsed:.3f} s"
+
+
+def test_second_instance_follows_when_start_returns(cluster: Cluster) -> None:
+    """An instance started after a leader is a follower of it as soon as start() returns."""
+    first = cluster.start()
+    second = cluster.new()
+    started = time.monotonic()
+    second.start()
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.0, f"start() took {elapsed:.3f} s"
+    assert second.state is State.FOLLOWER
+    assert not second.is_leader
+    assert second.leader_id == first.id
+    assert second.current_term == first.current_term
+    assert first.is_leader
+
+
+def test_start_twice_is_a_no_op(cluster: Cluster) -> None:
+    """A second start() returns at once and changes nothing (same threads, same term)."""
+    candidate = cluster.start()
+    threads = {t.name for t in raftredis_threads()}
+    term = candidate.current_term
+    assert candidate.start() is candidate
+    assert candidate.is_leader
+    assert candidate.current_term == term
+    assert {t.name for t in raftredis_threads()} == threads
+    assert len(candidate.get_instances()) == 1
+
+
+def test_stop_twice_is_fine_and_start_after_stop_fails(cluster: Cluster) -> None:
+    """stop() is idempotent; start() after stop() raises NotRunningError."""
+    candidate = cluster.start()
+    candidate.stop()
+    assert not candidate.is_running
+    assert not candidate.is_leader
+    assert candidate.leader_id is None
+    candidate.stop()
+    candidate.stop(timeout=0.1)
+    with pytest.raises(NotRunningError, match="create a new Candidate"):
+        candidate.start()
+
+
+def test_stop_before_start_is_fine(cluster: Cluster) -> None:
+    """stop() on a Candidate never started does nothing (and it can still start)."""
+    candidate = cluster.new()
+    candidate.stop()
+    candidate.start()
+    assert candidate.is_leader
+
+
+def test_stop_removes_threads_and_membership(cluster: Cluster) -> None:
+    """After stop() no thread of the candidate runs and it is no longer a member."""
+    first = cluster.start()
+    second = cluster.start()
+    assert raftredis_threads()
+    second.stop()
+    assert [i.id for i in first.get_instances()] == [first.id]
+    first.stop()
+    wait_until(lambda: not raftredis_threads(), timeout=2.0, message="threads left after stop()")
+
+
+METHODS = [
+    ("message_to", ("someone", {"x": 1})),
+    ("message_all", ({"x": 1},)),
+    ("message_followers", ({"x": 1},)),
+    ("message_leader", ({"x": 1},)),
+    ("messageTo", ("someone", 1)),
+    ("messageAll", (1,)),
+    ("messageFollowers", (1,)),
+    ("messageLeader", (1,)),
+    ("get_instances", ()),
+    ("getInstances", ()),
+    ("get_leader", ()),
+    ("getLeader", ()),
+    ("reelect", ()),
+    ("wait_for_leader", (0.1,)),
+]
+
+
+@pytest.mark.parametrize(("method", "args"), METHODS, ids=[m for m, _ in METHODS])
+def test_calls_before_start_raise_not_running(cluster: Cluster, method: str, args: tuple) -> None:
+    """Messaging and discovery before start() raise NotRunningError saying to start()."""
+    candidate = cluster.new()
+    with pytest.raises(NotRunningError, match=r"start\(\)"):
+        getattr(candidate, method)(*args)
+
+
+@pytest.mark.parametrize(("method", "args"), METHODS, ids=[m for m, _ in METHODS])
+def test_calls_after_stop_raise_not_running(cluster: Cluster, method: str, args: tuple) -> None:
+    """Messaging and discovery after stop() raise NotRunningError."""
+    candidate = cluster.start()
+    candidate.stop()
+    with pytest.raises(NotRunningError):
+        getattr(candidate, method)(*args)
+
+
+def test_local_state_is_readable_in_every_phase(cluster: Cluster) -> None:
+    """id, kind, meta, state and get_meta() work before start, while running and after stop."""
+    candidate = cluster.new(meta={"a": 1})
+
+    def check(expected_state: State) -> None:
+        assert candidate.kind == cluster.kind
+        assert candidate.get_meta() == {"a": 1}
+        assert candidate.getMeta() == {"a": 1}
+        assert candidate.state is expected_state
+        assert candidate.id in repr(candidate)
+
+    check(State.FOLLOWER)
+    candidate.start()
+    check(State.LEADER)
+    candidate.stop()
+    check(State.FOLLOWER)
+    assert candidate.current_term >= 1  # the last term it knew
+
+
+def test_context_manager_starts_and_stops(cluster: Cluster) -> None:
+    """`with candidate:` starts it (leader inside) and stops it on exit."""
+    candidate = cluster.new()
+    other = cluster.start()
+    with candidate as entered:
+        assert entered is candidate
+        assert candidate.is_running
+        assert candidate.leader_id == other.id
+        assert len(other.get_instances()) == 2
+    assert not candidate.is_running
+    assert [i.id for i in other.get_instances()] == [other.id]
+
+
+def test_context_manager_stops_on_exception(cluster: Cluster) -> None:
+    """An exception inside `with` still stops the candidate (and resigns its lease)."""
+    follower = cluster.start()
+    candidate = cluster.new()
+    follower.stop()
+    with pytest.raises(ZeroDivisionError), candidate:
+        assert candidate.is_leader
+        1 / 0  # noqa: B018
+    assert not candidate.is_running
+    assert not candidate.is_leader
+
+
+def test_unreachable_redis_fails_fast_and_leaves_nothing_running() -> None:
+    """Redis on a closed port: start() raises BackendError quickly; no thread is left."""
+    port = free_port()
+    candidate = Candidate(
+        redis=f"redis://127.0.0.1:{port}/0", kind=unique_kind(), lease_ttl=1.0, start_timeout=2.0
+    )
+    started = time.monotonic()
+    with pytest.raises(BackendError) as info:
+        candidate.start()
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.0, f"start() took {elapsed:.3f} s, start_timeout is 2 s"
+    assert str(port) in str(info.value)
+    assert info.value.__cause__ is not None
+    assert not candidate.is_running
+    assert not candidate.is_leader
+    assert not raftredis_threads()
+    with pytest.raises(NotRunningError):
+        candidate.message_all(1)
+    candidate.stop()  # harmless
+
+
+def test_start_can_be_retried_after_a_backend_error() -> None:
+    """A start() that failed because Redis was down can be retried once Redis is up."""
+    with RedisServer() as server:
+        server.kill()
+        candidate = Candidate(redis=server.url, kind=unique_kind(), lease_ttl=1.0)
+        try:
+            with pytest.raises(BackendError):
+                candidate.start()
+            server.start()
+            candidate.start()
+            assert candidate.is_leader
+        finally:
+            candidate.stop()
+
+
+def test_hung_redis_start_times_out_within_start_timeout() -> None:
+    """A paused (SIGSTOP) Redis: start() raises BackendError within start_timeout."""
+    with RedisServer() as server:
+        candidate = Candidate(
+            redis=server.url, kind=unique_kind(), lease_ttl=1.0, start_timeout=1.5
+        )
+        server.pause()
+        try:
+            started = time.monotonic()
+            with pytest.raises(BackendError):
+                candidate.start()
+            elapsed = time.monotonic() - started
+            assert elapsed < 1.5 + 0.5, f"start() took {elapsed:.3f} s"
+        finally:
+            server.resume()
+        assert not raftredis_threads()
+
+
+def test_start_timeout_argument_is_honoured() -> None:
+    """start(timeout=...) bounds the wait on a hung server too."""
+    with RedisServer() as server:
+        candidate = Candidate(redis=server.url, kind=unique_kind(), lease_ttl=1.0)
+        server.pause()
+        try:
+            started = time.monotonic()
+            with pytest.raises(BackendError):
+                candidate.start(timeout=0.5)
+            assert time.monotonic() - started < 1.5
+        finally:
+            server.resume()
+
+
+def test_stop_from_an_elected_receiver(cluster: Cluster) -> None:
+    """stop() called inside a receiver (on the dispatch thread) works and leaves no thread."""
+    candidate = cluster.new()
+    stopped = threading.Event()
+    errors: list[BaseException] = []
+
+    def stop_on_elected(sender: Candidate, **extra: object) -> None:
+        try:
+            sender.stop(timeout=2.0)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        stopped.set()
+
+    candidate.on("elected", stop_on_elected)
+    candidate.start()
+    wait_until(stopped.is_set, timeout=3.0, message="stop() in the receiver did not return")
+    assert not errors
+    assert not candidate.is_running
+    wait_until(lambda: not raftredis_threads(), timeout=3.0, message="threads left")
+
+
+def test_stop_from_a_message_receiver(cluster: Cluster) -> None:
+    """stop() called inside a message receiver (on the message thread) works."""
+    leader = cluster.start()
+    follower = cluster.start()
+    stopped = threading.Event()
+    follower.on("message", lambda sender, **extra: (sender.stop(timeout=2.0), stopped.set()))
+    assert leader.message_all("please stop") == 1
+    wait_until(stopped.is_set, timeout=3.0, message="stop() in the receiver did not return")
+    assert not follower.is_running
+    assert [i.id for i in leader.get_instances()] == [leader.id]
+
+
+def test_stop_honours_its_timeout_when_a_receiver_blocks(cluster: Cluster) -> None:
+    """A receiver blocked on the dispatch thread cannot make stop() outlast its timeout."""
+    candidate = cluster.new()
+    release = threading.Event()
+    entered = threading.Event()
+
+    def block(sender: Candidate, **extra: object) -> None:
+        entered.set()
+        release.wait(10)
+
+    candidate.on("elected", block)
+    candidate.start()
+    try:
+        wait_until(entered.is_set, timeout=3.0)
+        started = time.monotonic()
+        candidate.stop(timeout=0.5)
+        elapsed = time.monotonic() - started
+        assert elapsed < 1.2, f"stop(timeout=0.5) took {elapsed:.3f} s"
+        assert not candidate.is_running
+    finally:
+        release.set()
+
+
+def test_stop_of_a_follower_keeps_the_leader(cluster: Cluster) -> None:
+    """Stopping a follower does not disturb the leader."""
+    leader = cluster.start()
+    follower = cluster.start()
+    term = leader.current_term
+    follower.stop()
+    assert leader.is_leader
+    assert leader.current_term == term
