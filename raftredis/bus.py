@@ -21,6 +21,8 @@ from typing import Any
 import redis
 from redis.client import PubSub, PubSubWorkerThread
 
+from .errors import BackendError
+
 __all__ = ["Listener"]
 
 log = logging.getLogger("raftredis")
@@ -119,7 +121,9 @@ class Listener:
         self._failures += 1
         if self._failures == 1:
             log.warning("%s lost its Redis connection: %s", self._name, exc)
-            self._on_failure(exc)
+            error = BackendError(f"{self._name} lost its Redis connection: {exc}")
+            error.__cause__ = exc
+            self._on_failure(error)
         # Back off so a dead server does not turn this thread into a busy loop.
         backoff = min(self._max_backoff, 0.05 * 2 ** min(self._failures, 5))
         self._stopping.wait(backoff)

@@ -60,8 +60,8 @@ log = logging.getLogger("raftredis")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_NAME_RE = re.compile(r"^[^\s{}:]+$")
-_ID_RE = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+_NAME_RE = re.compile(r"[^\s{}:]+")
+_ID_RE = re.compile(r"[A-Za-z0-9._\-]{1,128}")
 _NEW, _RUNNING, _STOPPED = "new", "running", "stopped"
 
 # Candidates running in this process, so a fork can mark them in the child.
@@ -101,7 +101,10 @@ class Candidate:
     :param kind: the name shared by the instances of one service.
     :param meta: JSON-serialisable data that others see in :meth:`get_instances`.
     :param lease_ttl: seconds a lease lasts; every other timing derives from it
-        (see :class:`~raftredis.timing.Timings`) and can be given too.
+        and can be given too (``renew_interval``, ``renew_deadline``,
+        ``membership_refresh``, ``member_expiry``, ``start_timeout``,
+        ``socket_timeout``, ``vacancy_jitter``, ``reelect_backoff``,
+        ``clock_sync_interval``; see :class:`~raftredis.Timings`).
     :param key_prefix: prefix of every Redis key and channel.
     :param id: this instance's id (default: a random 20-character hex string).
     :param max_message_bytes: largest encoded message sent or accepted.
@@ -122,10 +125,15 @@ class Candidate:
         membership_refresh: float | None = None,
         member_expiry: float | None = None,
         start_timeout: float | None = None,
+        socket_timeout: float | None = None,
+        vacancy_jitter: float | None = None,
+        reelect_backoff: float | None = None,
+        clock_sync_interval: float | None = None,
     ) -> None:
         self._kind = _check_name("kind", kind)
         self._keys = KeySpace(_check_name("key_prefix", key_prefix), self._kind)
-        self._id = _check_id(id) if id is not None else uuid.uuid4().hex[:20]
+        self._explicit_id = id is not None
+        self._id = _check_id(id) if id is not None else _new_id()
         if isinstance(max_message_bytes, bool) or not isinstance(max_message_bytes, int):
             raise ConfigurationError(f"max_message_bytes must be an int, got {max_message_bytes!r}")
         if max_message_bytes < 1024:
@@ -140,6 +148,10 @@ class Candidate:
             membership_refresh=membership_refresh,
             member_expiry=member_expiry,
             start_timeout=start_timeout,
+            socket_timeout=socket_timeout,
+            vacancy_jitter=vacancy_jitter,
+            reelect_backoff=reelect_backoff,
+            clock_sync_interval=clock_sync_interval,
         )
         try:
             check_json(meta, "meta")
@@ -242,10 +254,10 @@ class Candidate:
             limit = self.timings.start_timeout if timeout is None else timeout
             deadline = time.monotonic() + limit
             try:
-                self._start_parts(deadline)
+                self._start_parts(deadline, limit)
             except BaseException as exc:
                 self._teardown(timeout=1.0)
-                if isinstance(exc, BackendError):
+                if isinstance(exc, (BackendError, ConfigurationError)):
                     raise
                 if isinstance(exc, (redis_py.RedisError, OSError, TimeoutError)):
                     raise BackendError(
@@ -260,8 +272,10 @@ class Candidate:
             )
             return self
 
-    def _start_parts(self, deadline: float) -> None:
+    def _start_parts(self, deadline: float, limit: float) -> None:
         t = self.timings
+        # A fresh state machine per attempt: a failed start() can be retried.
+        self._election = Election(self._id, t)
         commands = self._spec.client(t, retries=1)
         publisher = self._spec.client(t, retries=0)
         store = RedisStore(commands, publisher, self._keys, self._id)
@@ -270,7 +284,14 @@ class Candidate:
         server_ms = store.server_time_ms()
         self._clock.update(server_ms, sent, time.monotonic())
         self._joined_at = server_ms / 1000.0
-        store.heartbeat_full(self._record(), int(t.member_expiry * 1000))
+        joined = store.heartbeat_full(self._record(), int(t.member_expiry * 1000), "join")
+        if joined.taken:
+            raise ConfigurationError(
+                f"another live instance of kind {self._kind!r} already uses id {self._id!r}: "
+                "ids must be unique. Give this instance another id (or none, for a random "
+                f"one); if that instance has crashed, its entry expires within "
+                f"{t.member_expiry:g} s"
+            )
         keys = self._keys
         self._listeners = [
             Listener(
@@ -317,7 +338,7 @@ class Candidate:
         if not known:
             raise BackendError(
                 f"could not start: no election result from Redis at {describe(self._spec)} "
-                f"within {self.timings.start_timeout:g} s"
+                f"within {limit:g} s"
             )
 
     def _role_known(self) -> bool:
@@ -422,10 +443,7 @@ class Candidate:
         The receiver is held strongly (a lambda keeps working) and only hears
         this Candidate. Returns the receiver.
         """
-        try:
-            signal = signals.by_name(event)
-        except KeyError as exc:
-            raise ValueError(exc.args[0]) from None
+        signal = _signal(event)
 
         def connect(fn: F) -> F:
             signal.connect(fn, sender=self, weak=False)
@@ -435,7 +453,7 @@ class Candidate:
 
     def off(self, event: str, receiver: Callable[..., Any]) -> None:
         """Disconnect a receiver connected with :meth:`on`."""
-        signals.by_name(event).disconnect(receiver, sender=self)
+        _signal(event).disconnect(receiver, sender=self)
 
     def while_leader(self, fn: LeaderFunction) -> LeaderFunction:
         """Run ``fn(stop_event)`` in its own thread each time this instance is elected.
@@ -536,13 +554,15 @@ class Candidate:
         lease = store.lease()
         if lease is None:
             return None
-        if lease.holder == self._id:
-            return Instance(self._id, self.meta, State.LEADER, self._joined_at, time.time())
+        raw, expires_ms = store.member(lease.holder)
         try:
-            record = decode_record(store.record(lease.holder))
+            record = decode_record(raw)
         except WireError:
             return Instance(lease.holder, None, State.LEADER, 0.0, 0.0)
-        return record.instance(lease.holder, State.LEADER, record.joined_at)
+        last_seen = record.joined_at
+        if expires_ms is not None:
+            last_seen = (expires_ms - record.ttl * 1000.0) / 1000.0
+        return record.instance(lease.holder, State.LEADER, last_seen)
 
     def get_meta(self) -> Any:
         """A copy of this instance's meta (local, no I/O)."""
@@ -725,9 +745,13 @@ class Candidate:
 
     def _check_process(self) -> None:
         if self._lifecycle == _NEW and not self._forked:
-            # Created but never started before a fork (e.g. gunicorn --preload):
-            # nothing to inherit, so the child may start it.
-            self._pid = os.getpid()
+            if os.getpid() != self._pid:
+                # Created but never started before a fork (e.g. gunicorn --preload):
+                # nothing to inherit, but every child would share the random id,
+                # so each child draws its own.
+                self._pid = os.getpid()
+                if not self._explicit_id:
+                    self._id = _new_id()
             return
         if self._forked or os.getpid() != self._pid:
             self._forked = self._forked or self._lifecycle == _RUNNING
@@ -770,10 +794,17 @@ class Candidate:
         )
 
 
+def _signal(name: str) -> Any:
+    try:
+        return signals.by_name(name)
+    except KeyError as exc:
+        raise ValueError(exc.args[0]) from None
+
+
 def _check_name(what: str, value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigurationError(f"{what} must be a non-empty string, got {value!r}")
-    if not _NAME_RE.match(value):
+    if not _NAME_RE.fullmatch(value):
         raise ConfigurationError(
             f"{what}={value!r} is not allowed: it may not contain whitespace, '{{', '}}' "
             "or ':' (they are part of the Redis key layout); use e.g. 'my-service'"
@@ -783,8 +814,12 @@ def _check_name(what: str, value: Any) -> str:
     return value
 
 
+def _new_id() -> str:
+    return uuid.uuid4().hex[:20]
+
+
 def _check_id(value: Any) -> str:
-    if not isinstance(value, str) or not _ID_RE.match(value):
+    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
         raise ConfigurationError(
             f"id={value!r} is not allowed: use 1 to 128 letters, digits, '.', '_' or '-' "
             "(or leave it out for a random id)"

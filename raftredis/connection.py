@@ -30,6 +30,12 @@ DICT_KEYS = frozenset(
     {"url", "host", "port", "db", "password", "username", "unix_socket_path", "ssl"}
 )
 _OURS = ("socket_timeout", "socket_connect_timeout", "retry", "decode_responses")
+#: What is taken from a user's redis.Redis: where and who, nothing about behaviour
+#: (redis-py 8 also keeps e.g. RESP3-only maintenance-notification settings there).
+_FROM_CLIENT = frozenset(
+    {"host", "port", "db", "username", "password", "credential_provider", "path",
+     "client_name", "encoding", "encoding_errors"}
+)
 
 
 class ConnectionSpec:
@@ -83,7 +89,12 @@ def connection_spec(value: Any) -> ConnectionSpec:
     """Accept a ``redis.Redis``, a URL string, or a dict; raise ConfigurationError otherwise."""
     if isinstance(value, redis.Redis):
         pool = value.connection_pool
-        return ConnectionSpec(pool.connection_class, pool.connection_kwargs)
+        taken = {
+            k: v
+            for k, v in pool.connection_kwargs.items()
+            if k in _FROM_CLIENT or k.startswith("ssl_")
+        }
+        return ConnectionSpec(pool.connection_class, taken)
     if value is None:
         return ConnectionSpec(redis.Connection, {"host": "localhost", "port": 6379})
     if isinstance(value, str):

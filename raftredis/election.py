@@ -25,6 +25,11 @@ States: FOLLOWER, CANDIDATE (an acquire is in flight), LEADER.
   deadline, before anyone else can take the lease.
 * Demotion always happens here, locally, *before* a resign reaches Redis, so
   ``is_leader`` is false before anyone else can be elected.
+* Control notices are hints, never facts: anyone who can publish on the Redis
+  server can forge one. An ``elected`` notice makes an instance read the
+  lease now; a ``resigned``/``left`` notice of the leader makes a follower
+  campaign now. Both are rate-limited, so a flood of notices costs Redis a
+  bounded number of commands. Terms and leaders are learned only from Redis.
 
 Signals are returned as :class:`Emit` commands; the owner delivers them.
 """
@@ -207,10 +212,15 @@ class Leave:
 
 @dataclass(frozen=True)
 class Heartbeat:
-    """Refresh our membership; ``full`` also prunes and re-measures the server clock."""
+    """Refresh our membership; ``full`` also prunes and re-measures the server clock.
+
+    ``announce`` (full only) publishes ``joined`` even if our membership was
+    present: after a routine refresh had to re-add us.
+    """
 
     full: bool
     read_lease: bool
+    announce: bool = False
 
 
 @dataclass(frozen=True)
@@ -248,6 +258,9 @@ class Election:
         self._next_acquire: float | None = None
         self._next_heartbeat: float | None = None
         self._next_full_heartbeat: float | None = None
+        self._announce = False
+        self._confirm = False  # the next heartbeat reads the lease, even a leader's
+        self._last_hint = float("-inf")  # when a notice last caused Redis traffic
 
     # ------------------------------------------------------------ queries
 
@@ -356,8 +369,13 @@ class Election:
                 self._next_full_heartbeat = now + interval
             self._next_heartbeat = now + t.membership_refresh
             # A leader learns about its lease from renewing; only a full
-            # heartbeat reads it, as a cross-check.
-            out.append(Heartbeat(full=full, read_lease=full or not leader))
+            # heartbeat or a notice to confirm reads it, as a cross-check.
+            read = full or not leader or self._confirm
+            announce = full and self._announce
+            if full:
+                self._announce = False
+            self._confirm = False
+            out.append(Heartbeat(full=full, read_lease=read, announce=announce))
         return out
 
     def _on_acquire_result(self, ev: AcquireResult) -> list[Command]:
@@ -407,6 +425,7 @@ class Election:
         if ev.rejoined:
             # We had been pruned: re-announce ourselves with a full heartbeat.
             self._next_heartbeat = self._next_full_heartbeat = ev.now
+            self._announce = True
         if not ev.lease_read:
             return out
         lease = ev.lease
@@ -452,23 +471,25 @@ class Election:
     def _on_control(self, now: float, msg: ControlMessage) -> list[Command]:
         out: list[Command] = []
         if msg.type is ControlType.ELECTED:
-            if msg.id == self.my_id or msg.term is None or msg.term < self.term:
-                return out
-            if self.state is State.LEADER:
-                # Redis says a later term began elsewhere (e.g. after Redis lost its data).
-                out += self._demote(msg.id, msg.term)
-            self._see_term(msg.term)
-            out += self._set_leader(msg.id)
-            self.lease_expires = now + self.timings.lease_ttl
-            self._next_acquire = now + self.timings.lease_ttl + self._jitter()
+            if msg.id != self.my_id and (msg.id != self.leader_id or (msg.term or 0) > self.term):
+                # Someone may have been elected: read the lease to know (a hint, see top).
+                at = self._hint_time(now)
+                self._confirm = True
+                if self._next_heartbeat is None or at < self._next_heartbeat:
+                    self._next_heartbeat = at
             return out
         if msg.type in (ControlType.RESIGNED, ControlType.LEFT):
             if msg.type is ControlType.LEFT:
                 out.append(Emit("instance_left", {"instance_id": msg.id}))
-            if msg.id != self.my_id and msg.id == self.leader_id and self.state is State.FOLLOWER:
-                self.lease_expires = None
-                out += self._set_leader(None)
-                self._schedule_acquire(now + self._jitter())
+            vacancy = msg.type is ControlType.RESIGNED or msg.id == self.leader_id
+            if msg.id != self.my_id and vacancy and self.state is State.FOLLOWER:
+                # A vacancy, maybe (even if we had not yet heard of that leader):
+                # campaigning is itself the check. Until it answers, we know of
+                # no leader; a forged notice costs one campaign, nothing more.
+                if msg.id == self.leader_id:
+                    self.lease_expires = None
+                    out += self._set_leader(None)
+                self._schedule_acquire(self._hint_time(now) + self._jitter())
             return out
         if msg.type is ControlType.JOINED and msg.id != self.my_id:
             out.append(Emit("instance_joined", {"instance": msg.instance}))
@@ -497,6 +518,12 @@ class Election:
 
     def _jitter(self) -> float:
         return self._rng.uniform(0.0, self.timings.vacancy_jitter)
+
+    def _hint_time(self, now: float) -> float:
+        """When a notice may next cause Redis traffic: at most once per vacancy_jitter."""
+        at = max(now, self._last_hint + self.timings.vacancy_jitter)
+        self._last_hint = at
+        return at
 
     def _schedule_acquire(self, at: float) -> None:
         if self._next_acquire is None or at < self._next_acquire:

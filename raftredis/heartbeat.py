@@ -163,7 +163,8 @@ class HeartbeatLoop:
         if isinstance(command, Heartbeat):
             expiry_ms = int(t.member_expiry * 1000)
             if command.full:
-                reply = store.heartbeat_full(self._record(), expiry_ms)
+                mode = "announce" if command.announce else ""
+                reply = store.heartbeat_full(self._record(), expiry_ms, mode)
                 assert reply.server_ms is not None
                 now = self._monotonic()
                 self._clock.update(reply.server_ms, sent_at, now)

@@ -110,7 +110,14 @@ def parse_lease(value: bytes | str | None) -> LeaseRecord | None:
     parts = text.split(" ")
     if len(parts) != 3 or not parts[0].isdigit() or not parts[2].isdigit() or not parts[1]:
         return None
-    return LeaseRecord(int(parts[0]), parts[1], int(parts[2]))
+    term = int(parts[0])
+    if term >= _MAX_TERM:
+        return None
+    return LeaseRecord(term, parts[1], int(parts[2]))
+
+
+#: Terms stay below 2**53 so the Lua scripts (which count in doubles) keep them exact.
+_MAX_TERM = 2**53
 
 
 @dataclass(frozen=True)
@@ -132,6 +139,7 @@ class HeartbeatReply:
     added: bool
     lease: LeaseRecord | None
     server_ms: int | None = None
+    taken: bool = False
 
 
 @dataclass(frozen=True)
@@ -188,15 +196,23 @@ class RedisStore:
         seconds, micros = self._call("reading the server time", self.commands.time)
         return int(seconds) * 1000 + int(micros) // 1000
 
-    def heartbeat_full(self, record: str, member_expiry_ms: int) -> HeartbeatReply:
-        """Refresh membership by server time, write our record, prune, read the lease."""
+    def heartbeat_full(
+        self, record: str, member_expiry_ms: int, mode: str = ""
+    ) -> HeartbeatReply:
+        """Refresh membership by server time, write our record, prune, read the lease.
+
+        ``mode`` "join" refuses (``taken``) when a live member already has our
+        id; "announce" publishes ``joined`` even if we were present.
+        """
         k = self.keys
         now, added, lease = self._script(
             "heartbeat",
             [k.members, k.meta, k.leader],
-            [self.member_id, member_expiry_ms, record, k.control],
+            [self.member_id, member_expiry_ms, record, k.control, mode],
         )
-        return HeartbeatReply(added=bool(added), lease=parse_lease(lease), server_ms=int(now))
+        return HeartbeatReply(
+            added=added == 1, lease=parse_lease(lease), server_ms=int(now), taken=added == -1
+        )
 
     def heartbeat(self, expires_ms: int, read_lease: bool) -> HeartbeatReply:
         """The routine refresh: a pipelined ZADD (and GET of the lease), no script."""
@@ -267,10 +283,18 @@ class RedisStore:
         """The current lease, read now."""
         return parse_lease(self._call("reading the lease", self.commands.get, self.keys.leader))
 
-    def record(self, instance_id: str) -> bytes | None:
-        """The stored record of one member."""
-        value = self._call("reading a member", self.commands.hget, self.keys.meta, instance_id)
-        return value if isinstance(value, bytes) or value is None else str(value).encode()
+    def member(self, instance_id: str) -> tuple[bytes | None, int | None]:
+        """One member's stored record and membership expiry (server ms), pipelined."""
+        k = self.keys
+
+        def run() -> list[Any]:
+            pipe = self.commands.pipeline(transaction=False)
+            pipe.hget(k.meta, instance_id)
+            pipe.zscore(k.members, instance_id)
+            return pipe.execute()
+
+        record, score = self._call("reading a member", run)
+        return record, None if score is None else int(score)
 
     def set_record(self, record: str, notice: str) -> None:
         """Store our record and announce the change, atomically (MULTI/EXEC)."""

@@ -48,7 +48,7 @@ class Timings:
     reelect_backoff: float = 0.15
     clock_sync_interval: float = 30.0
     socket_timeout: float = 0.25
-    start_timeout: float = 5.0
+    start_timeout: float = 6.0
 
     def __post_init__(self) -> None:
         _validate(self)

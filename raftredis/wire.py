@@ -241,8 +241,8 @@ def decode_control(raw: bytes) -> ControlMessage:
     term: int | None = None
     if ctype in (ControlType.ELECTED, ControlType.RESIGNED):
         term = _field(obj, "term", int, "control notice")
-        if term < 1:
-            raise WireError("control notice has a term below 1")
+        if not 1 <= term < 2**53:
+            raise WireError("control notice has a term outside 1 to 2**53 - 1")
     record: MemberRecord | None = None
     if ctype in (ControlType.JOINED, ControlType.META):
         rec = obj.get("record")

@@ -12,8 +12,13 @@ if current then
   end
   -- Not written by raftredis (no expiry or unknown format): replace it.
 end
-local stored = tonumber(redis.call('GET', KEYS[2])) or 0
-local term = math.max(stored, tonumber(ARGV[2])) + 1
+-- Terms are integers below 2^53 (exact in Lua's doubles). Anything else in the
+-- term key was not written by raftredis and is ignored.
+local function sane(n)
+  if n == nil or n ~= n or n < 0 or n >= 2^53 then return 0 end
+  return math.floor(n)
+end
+local term = math.max(sane(tonumber(redis.call('GET', KEYS[2]))), sane(tonumber(ARGV[2]))) + 1
 local value = fmt_int(term) .. ' ' .. ARGV[1] .. ' ' .. fmt_int(server_ms() + tonumber(ARGV[3]))
 redis.call('SET', KEYS[2], fmt_int(term))
 redis.call('SET', KEYS[1], value, 'PX', ARGV[3])

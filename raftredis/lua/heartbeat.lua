@@ -1,13 +1,21 @@
 -- heartbeat: refresh our membership by the server's clock, write our record,
 -- prune expired members, read the lease. Also the join step of start().
 -- KEYS: 1 members, 2 meta, 3 leader
--- ARGV: 1 id, 2 member expiry ms, 3 member record (JSON), 4 control channel
--- Returns {server ms, added 0/1, lease value or nil}.
+-- ARGV: 1 id, 2 member expiry ms, 3 member record (JSON), 4 control channel,
+--       5 mode: "join" (refuse if a live member has our id), "announce"
+--       (publish joined even if present), or "" (routine)
+-- Returns {server ms, added (1, 0, or -1: refused, the id is taken), lease value or nil}.
 -- Safe to run twice (the second run only refreshes).
 local now = server_ms()
+if ARGV[5] == 'join' then
+  local score = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
+  if score and score > now then
+    return {now, -1, redis.call('GET', KEYS[3])}
+  end
+end
 local added = redis.call('ZADD', KEYS[1], fmt_int(now + tonumber(ARGV[2])), ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-if added == 1 then
+if added == 1 or ARGV[5] == 'announce' then
   redis.call('PUBLISH', ARGV[4],
     '{"v":1,"type":"joined","id":' .. cjson.encode(ARGV[1]) .. ',"record":' .. ARGV[3] .. '}')
 end

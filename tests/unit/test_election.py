@@ -232,7 +232,7 @@ class TestFollower:
         """The leader's resign notice makes followers campaign within the jitter."""
         e = follower_of(100.0)
         e.handle(ControlReceived(100.2, control(ControlType.RESIGNED, OTHER, 5)))
-        assert e.leader_id is None
+        assert e.leader_id is None  # until the campaign tells who leads
         wake = e.next_wakeup
         assert wake is not None and wake <= 100.2 + T.vacancy_jitter
         assert Acquire(5) in e.handle(Tick(wake))
@@ -242,20 +242,48 @@ class TestFollower:
         e = follower_of(100.0)
         out = e.handle(ControlReceived(100.2, control(ControlType.LEFT, OTHER)))
         assert ("instance_left", {"instance_id": OTHER}) in emits(out)
-        assert e.leader_id is None
+        wake = e.next_wakeup
+        assert wake is not None and wake <= 100.2 + T.vacancy_jitter
+        assert Acquire(5) in e.handle(Tick(wake))
 
-    def test_elected_notice_updates_leader_and_term(self) -> None:
-        """An elected notice names the new leader and raises the known term."""
+    def test_elected_notice_makes_follower_read_the_lease_now(self) -> None:
+        """An elected notice is a hint: the lease is read at once, and only Redis'
+        answer changes the leader and the term."""
         e = follower_of(100.0)
-        out = e.handle(ControlReceived(100.2, control(ControlType.ELECTED, "third", 6)))
+        assert e.handle(ControlReceived(100.2, control(ControlType.ELECTED, "third", 6))) == []
+        assert e.leader_id == OTHER and e.term == 5
+        assert e.next_wakeup == pytest.approx(100.2)
+        assert e.handle(Tick(100.2))[-1] == Heartbeat(full=False, read_lease=True)
+        out = e.handle(HeartbeatResult(100.21, True, Lease(6, "third", 2.9)))
         assert e.leader_id == "third" and e.term == 6
         assert ("leader_changed", {"leader": "third", "term": 6}) in emits(out)
 
-    def test_stale_elected_notice_is_ignored(self) -> None:
-        """An elected notice older than the known term changes nothing."""
-        e = follower_of(100.0, term=5)
-        assert e.handle(ControlReceived(100.2, control(ControlType.ELECTED, "x", 4))) == []
-        assert e.leader_id == OTHER
+    def test_forged_elected_notice_does_not_depose_leader(self) -> None:
+        """A leader hearing of another election checks the lease; if it still
+        holds it, nothing changes."""
+        e = leader_at(100.0)
+        e.handle(ControlReceived(100.2, control(ControlType.ELECTED, "ghost", 99)))
+        assert e.is_leader(100.2) and e.term == 5
+        hb = [c for c in e.handle(Tick(100.2)) if isinstance(c, Heartbeat)]
+        assert hb == [Heartbeat(full=False, read_lease=True)]
+        e.handle(HeartbeatResult(100.21, True, Lease(5, ME, 2.9)))
+        assert e.is_leader(100.21) and e.term == 5
+
+    def test_notice_flood_is_rate_limited(self) -> None:
+        """However many notices arrive, they cause at most one Redis read per jitter."""
+        e = follower_of(100.0)
+        reads = 0
+        now = 100.1
+        for i in range(1000):
+            now = 100.1 + i * 0.001
+            e.handle(ControlReceived(now, control(ControlType.ELECTED, f"x{i}", 6 + i)))
+            reads += sum(1 for c in e.handle(Tick(now)) if isinstance(c, Heartbeat))
+        assert reads <= (now - 100.1) / T.vacancy_jitter + 2
+
+    def test_own_elected_notice_is_ignored(self) -> None:
+        """Our own elected notice changes nothing."""
+        e = leader_at(100.0)
+        assert e.handle(ControlReceived(100.2, control(ControlType.ELECTED, ME, 5))) == []
 
     def test_own_stale_lease_is_resigned(self) -> None:
         """A follower that finds its own old lease frees it for an election."""
@@ -344,7 +372,7 @@ class TestMembership:
         e.handle(HeartbeatResult(101.51, True, Lease(5, OTHER, 2.0), rejoined=True))
         assert e.next_wakeup == pytest.approx(101.51)
         out = e.handle(Tick(101.51))
-        assert Heartbeat(full=True, read_lease=True) in out
+        assert Heartbeat(full=True, read_lease=True, announce=True) in out
 
     def test_reconnect_triggers_full_heartbeat(self) -> None:
         """After a pub/sub reconnect, state is re-read at once."""
@@ -395,9 +423,8 @@ class TestFencingToken:
         [
             RenewResult(100.8, 100.75, False, Lease(6, OTHER, 3.0)),
             HeartbeatResult(101.0, True, Lease(6, OTHER, 3.0)),
-            ControlReceived(101.0, ControlMessage(ControlType.ELECTED, OTHER, 6)),
         ],
-        ids=["renew", "heartbeat", "notice"],
+        ids=["renew", "heartbeat"],
     )
     def test_demotion_happens_before_the_newer_term_is_learned(self, event: Any) -> None:
         """Losing to term 6: leadership ends before current_term becomes 6."""

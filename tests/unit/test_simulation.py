@@ -86,6 +86,9 @@ class Node:
     offset: float
     pending: deque[Command] = field(default_factory=deque)
     inbox: deque[Callable[[float], Event]] = field(default_factory=deque)
+    # The reply to the command in flight: handled before anything else, as the
+    # heartbeat thread does (it runs the commands a result returns at once).
+    result: Callable[[float], Event] | None = None
     busy: bool = False
     paused_until: float = 0.0
     max_term: int = 0
@@ -152,6 +155,10 @@ class Simulation:
         for _ in range(1000):
             if node.busy:
                 return
+            if node.result is not None:
+                result, node.result = node.result, None
+                self.feed(node, result(node.local(t)))
+                continue
             if node.pending:
                 cmd = node.pending.popleft()
                 if not isinstance(cmd, Emit):
@@ -207,9 +214,9 @@ class Simulation:
             def reply(tr: float) -> None:
                 node.busy = False
                 if lost_after or (tr - t) > timeout:
-                    node.inbox.appendleft(lambda now: BackendFailed(now, cmd))
+                    node.result = lambda now: BackendFailed(now, cmd)
                 elif result is not None:
-                    node.inbox.appendleft(result)
+                    node.result = result
                 self.step(node, tr)
 
             self.at(ta + back, reply)
@@ -217,7 +224,7 @@ class Simulation:
         if lost_before:
             def failed(tr: float) -> None:
                 node.busy = False
-                node.inbox.appendleft(lambda now: BackendFailed(now, cmd))
+                node.result = lambda now: BackendFailed(now, cmd)
                 self.step(node, tr)
 
             self.at(t + timeout, failed)
