@@ -57,6 +57,18 @@ def _loads(raw: bytes | str, what: str) -> Any:
         raise WireError(f"{what} is not JSON ({exc})") from None
 
 
+def _versioned_object(raw: bytes, what: str, max_bytes: int, limit: str) -> dict[str, Any]:
+    """The JSON object in ``raw``, checked for size and protocol version."""
+    if len(raw) > max_bytes:
+        raise WireError(f"{what} of {len(raw)} bytes is over {limit}={max_bytes}")
+    obj = _loads(raw, what)
+    if not isinstance(obj, dict):
+        raise WireError(f"{what} is not a JSON object")
+    if obj.get("v") != VERSION:
+        raise WireError(f"{what} has unsupported version {obj.get('v')!r}")
+    return obj
+
+
 def check_json(value: Any, what: str) -> str:
     """Encode ``value`` as compact JSON or raise :class:`MessageError` saying why not."""
     try:
@@ -119,13 +131,7 @@ def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], what: 
 
 def decode_envelope(raw: bytes, *, kind: str, max_bytes: int) -> Envelope:
     """Decode an envelope received on one of ``kind``'s message channels."""
-    if len(raw) > max_bytes:
-        raise WireError(f"message of {len(raw)} bytes is over max_message_bytes={max_bytes}")
-    obj = _loads(raw, "message")
-    if not isinstance(obj, dict):
-        raise WireError("message is not a JSON object")
-    if obj.get("v") != VERSION:
-        raise WireError(f"message has unsupported version {obj.get('v')!r}")
+    obj = _versioned_object(raw, "message", max_bytes, "max_message_bytes")
     msg_kind = _field(obj, "kind", str, "message")
     if msg_kind != kind:
         raise WireError(f"message is for kind {msg_kind[:100]!r}, not {kind!r}")
@@ -224,13 +230,7 @@ def encode_meta_notice(instance_id: str, record: str, at: float) -> str:
 
 def decode_control(raw: bytes) -> ControlMessage:
     """Decode a control notice from the kind's control channel."""
-    if len(raw) > MAX_CONTROL_BYTES:
-        raise WireError(f"control notice of {len(raw)} bytes is too large")
-    obj = _loads(raw, "control notice")
-    if not isinstance(obj, dict):
-        raise WireError("control notice is not a JSON object")
-    if obj.get("v") != VERSION:
-        raise WireError(f"control notice has unsupported version {obj.get('v')!r}")
+    obj = _versioned_object(raw, "control notice", MAX_CONTROL_BYTES, "the notice limit")
     try:
         ctype = ControlType(obj.get("type"))
     except ValueError:
