@@ -12,10 +12,11 @@ if current then
   end
   -- Not written by raftredis (no expiry or unknown format): replace it.
 end
--- Terms are integers below 2^53 (exact in Lua's doubles). Anything else in the
--- term key was not written by raftredis and is ignored.
+-- Terms are integers below 2^53 (exact in Lua's doubles), so the next term
+-- must be too. Anything else in the term key was not written by raftredis
+-- and is ignored.
 local function sane(n)
-  if n == nil or n ~= n or n < 0 or n >= 2^53 then return 0 end
+  if n == nil or n ~= n or n < 0 or n >= 2^53 - 1 then return 0 end
   return math.floor(n)
 end
 local term = math.max(sane(tonumber(redis.call('GET', KEYS[2]))), sane(tonumber(ARGV[2]))) + 1

@@ -8,7 +8,9 @@
   outlive a test), ``raw`` (a RawChannels publisher for the kind's channels).
 
 Import the fixtures into a test module with
-``from helpers import cluster, no_leaked_threads, ...``.
+``from helpers import cluster_fixture, no_leaked_threads, ...`` (they are
+registered under the names ``cluster`` and ``raw``; importing them under other
+names keeps linters from seeing the test arguments as redefinitions).
 """
 
 from __future__ import annotations
@@ -55,8 +57,7 @@ def wait_until(
             text = message() if callable(message) else message
             name = getattr(predicate, "__name__", repr(predicate))
             raise AssertionError(
-                f"condition {name} not met within {timeout:g} s"
-                + (f": {text}" if text else "")
+                f"condition {name} not met within {timeout:g} s" + (f": {text}" if text else "")
             )
         time.sleep(interval)
 
@@ -210,7 +211,9 @@ class Recorder:
         with self._lock:
             return list(self._events)
 
-    def of(self, name: str, predicate: Callable[[Received], bool] = lambda e: True) -> list[Received]:
+    def of(
+        self, name: str, predicate: Callable[[Received], bool] = lambda e: True
+    ) -> list[Received]:
         return [e for e in self.events if e.name == name and predicate(e)]
 
     def wait_for(
@@ -226,7 +229,9 @@ class Recorder:
                 self.of(name, predicate)
             ),
             timeout=timeout,
-            message=lambda: f"{name} x{count}; recorded: {[(e.name, e.kwargs) for e in self.events]}",
+            message=lambda: (
+                f"{name} x{count}; recorded: {[(e.name, e.kwargs) for e in self.events]}"
+            ),
         )
         return found
 
@@ -293,15 +298,16 @@ def no_leaked_threads() -> Iterator[None]:
     )
 
 
-@pytest.fixture
-def cluster(redis_url: str) -> Iterator[Cluster]:
+@pytest.fixture(name="cluster")
+def cluster_fixture(redis_url: str) -> Iterator[Cluster]:
     """Candidates of a fresh kind on the session's (flushed) Redis, lease_ttl=1.0."""
     with Cluster(redis_url) as c:
         yield c
 
 
-@pytest.fixture
-def raw(redis_client: redis.Redis, cluster: Cluster) -> RawChannels:
+@pytest.fixture(name="raw")
+def raw_fixture(redis_client: redis.Redis, cluster: Cluster) -> RawChannels:
+    """Raw publishing on the channels of the ``cluster`` fixture's kind."""
     return RawChannels(redis_client, cluster.kind)
 
 

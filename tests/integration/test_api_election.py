@@ -10,7 +10,7 @@ from helpers import (  # noqa: F401
     Cluster,
     Recorder,
     agree_on_leader,
-    cluster,
+    cluster_fixture,
     no_leaked_threads,
     wait_until,
 )

@@ -17,7 +17,7 @@ import pytest
 from helpers import (  # noqa: F401
     Cluster,
     Recorder,
-    cluster,
+    cluster_fixture,
     no_leaked_threads,
     unique_kind,
     wait_until,
@@ -307,3 +307,40 @@ def test_fork_child_is_not_leader_and_says_why(cluster: Cluster) -> None:
         assert parent.is_leader
         time.sleep(0.01)
     assert parent.current_term == start_term
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_never_started_candidate_can_start_in_a_forked_child(cluster: Cluster) -> None:
+    """A Candidate created but not started before fork() (gunicorn --preload) can be started
+    in the child, with an id of its own (children must not share the parent's random id)."""
+    watcher = cluster.new()
+    recorder = Recorder().connect(watcher, "instance_joined")
+    watcher.start()
+    shared = cluster.new()  # created, never started, in the parent
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(read_fd)
+            shared.start()
+            if shared.leader_id != watcher.id:
+                code = 10
+            os.write(write_fd, shared.id.encode() + b"\n")
+            shared.stop()
+        except BaseException:
+            code = 99
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as reader:
+        child_id = reader.readline().strip().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, os.WEXITSTATUS(status)
+    assert child_id, "the child did not start the Candidate"
+    assert child_id != shared.id, "the child reused the parent's random id"
+    joined = recorder.wait_for("instance_joined", lambda e: e.kwargs["instance"].id == child_id)
+    assert joined.kwargs["instance"].id == child_id
+    shared.start()  # the parent's copy still works, under its own id
+    assert shared.leader_id == watcher.id
+    assert {i.id for i in watcher.get_instances()} == {watcher.id, shared.id}

@@ -9,7 +9,7 @@ import pytest
 from helpers import (  # noqa: F401
     Cluster,
     Recorder,
-    cluster,
+    cluster_fixture,
     free_port,
     no_leaked_threads,
     raftredis_threads,
@@ -17,7 +17,7 @@ from helpers import (  # noqa: F401
     wait_until,
 )
 
-from raftredis import BackendError, Candidate, NotRunningError, State
+from raftredis import BackendError, Candidate, ConfigurationError, NotRunningError, State
 from raftredis.testing import RedisServer
 
 
@@ -306,3 +306,46 @@ def test_stop_of_a_follower_keeps_the_leader(cluster: Cluster) -> None:
     follower.stop()
     assert leader.is_leader
     assert leader.current_term == term
+
+
+def test_password_protected_redis() -> None:
+    """A password in the URL or the dict works; a wrong one fails with BackendError that
+    does not leak the password."""
+    # (RedisServer(extra_args=["--requirepass", ...]) never becomes ready: its probe does
+    # not authenticate. Set the password once it runs instead.)
+    with RedisServer() as server:
+        admin = server.client()
+        admin.config_set("requirepass", "s3cret-pw")
+        admin.close()
+        kind = unique_kind()
+        good_url = f"redis://:s3cret-pw@{server.host}:{server.port}/0"
+        with Cluster(good_url, kind) as c:
+            assert c.start().is_leader
+            follower = c.start(
+                redis={"host": server.host, "port": server.port, "password": "s3cret-pw"}
+            )
+            assert follower.leader_id == c.candidates[0].id
+        bad = Candidate(
+            redis=f"redis://:wrong-pw@{server.host}:{server.port}/0", kind=kind, lease_ttl=1.0
+        )
+        with pytest.raises(BackendError) as info:
+            bad.start()
+        assert "wrong-pw" not in str(info.value)
+        assert "wrong-pw" not in repr(bad)
+        assert not raftredis_threads()
+
+
+def test_duplicate_id_is_refused_at_start(cluster: Cluster) -> None:
+    """start() refuses an id that a live instance of the kind already uses (two instances
+    with one id would both think they hold the lease); the first is undisturbed and the
+    id becomes usable again once that instance stops."""
+    first = cluster.start(id="same-id")
+    twin = cluster.new(id="same-id")
+    with pytest.raises(ConfigurationError, match="same-id"):
+        twin.start()
+    assert not twin.is_running and not twin.is_leader
+    assert first.is_leader
+    assert [i.id for i in first.get_instances()] == ["same-id"]
+    first.stop()
+    again = cluster.start(id="same-id")
+    assert again.is_leader

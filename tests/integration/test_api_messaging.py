@@ -11,7 +11,7 @@ import redis
 from helpers import (  # noqa: F401
     Cluster,
     Recorder,
-    cluster,
+    cluster_fixture,
     no_leaked_threads,
     wait_until,
 )
@@ -99,7 +99,7 @@ def test_message_leader_from_a_follower(trio: Any) -> None:
 
 def test_message_leader_from_the_leader_returns_zero(trio: Any) -> None:
     """message_leader on the leader itself sends nothing and returns 0."""
-    leader, f1, f2, rec = trio
+    leader, f1, _f2, rec = trio
     assert leader.message_leader("to myself") == 0
     barrier(f1, [leader], rec)
     assert "to myself" not in payloads(rec[leader.id])
@@ -120,7 +120,7 @@ def test_message_to_one_instance(trio: Any) -> None:
 
 def test_message_to_unknown_or_self_returns_zero(trio: Any) -> None:
     """message_to an unknown id returns 0; to oneself returns 0 and nothing is received."""
-    leader, f1, f2, rec = trio
+    leader, f1, _f2, rec = trio
     assert leader.message_to("no-such-instance", "lost") == 0
     assert f1.message_to(f1.id, "to myself") == 0
     barrier(leader, [f1], rec)
@@ -137,7 +137,7 @@ def test_message_to_needs_an_id(trio: Any, bad_id: Any) -> None:
 
 def test_message_fields(trio: Any, redis_client: redis.Redis) -> None:
     """Message fields: payload, sender_id, scope, from_leader, term, message_id, sent_at."""
-    leader, f1, f2, rec = trio
+    leader, f1, _f2, rec = trio
     before = time.time()
     assert leader.message_to(f1.id, {"n": [1, {"deep": None}], "s": "é😀"}) == 1
     assert leader.message_to(f1.id, "second") == 1
@@ -163,7 +163,7 @@ def test_message_fields(trio: Any, redis_client: redis.Redis) -> None:
 )
 def test_any_json_payload_round_trips(trio: Any, payload: Any) -> None:
     """Every kind of JSON value arrives equal to what was sent."""
-    leader, f1, f2, rec = trio
+    leader, f1, _f2, rec = trio
     assert leader.message_to(f1.id, payload) == 1
     got = rec[f1.id].wait_for("message").kwargs["message"]
     assert got.payload == payload and type(got.payload) is type(payload)
@@ -171,7 +171,7 @@ def test_any_json_payload_round_trips(trio: Any, payload: Any) -> None:
 
 def test_messages_arrive_in_order(trio: Any) -> None:
     """Many messages from one sender arrive at a receiver in the order they were sent."""
-    leader, f1, f2, rec = trio
+    leader, f1, _f2, rec = trio
     for i in range(200):
         assert leader.message_to(f1.id, i) == 1
     rec[f1.id].wait_for("message", count=200)
@@ -313,3 +313,60 @@ def test_oversized_message_is_dropped_by_the_receiver(
     assert sender.message_to(receiver.id, "small") == 1
     assert rec.wait_for("message").kwargs["message"].payload == "small"
     assert payloads(rec) == ["small"]
+
+
+def test_other_kinds_do_not_hear_messages(cluster: Cluster, redis_url: str) -> None:
+    """message_all of one kind does not reach instances of another kind (counts say so too)."""
+    a = cluster.start()
+    b = cluster.start()
+    with Cluster(redis_url) as other_kind:
+        stranger = other_kind.start()
+        rec_stranger = Recorder().connect(stranger, "message")
+        rec_b = Recorder().connect(b, "message")
+        assert a.message_all("kind only") == 1
+        assert a.message_followers("followers only") == 1
+        assert a.message_to(stranger.id, "wrong kind") == 0
+        rec_b.wait_for("message", count=2)
+        assert stranger.message_all("other kind") == 0
+        assert not rec_stranger.events
+
+
+def test_reply_from_inside_a_receiver(trio: Any) -> None:
+    """A receiver can send (message_to the sender) from the message thread: an echo works."""
+    leader, f1, _f2, rec = trio
+    f1.on(
+        "message:from:leader",
+        lambda sender, message, **extra: sender.message_to(
+            message.sender_id, ["echo", message.payload]
+        ),
+    )
+    assert leader.message_to(f1.id, "ping") == 1
+    got = rec[leader.id].wait_for("message").kwargs["message"]
+    assert got.payload == ["echo", "ping"] and got.sender_id == f1.id
+
+
+def test_concurrent_senders(trio: Any) -> None:
+    """Several threads sending through one Candidate at once: every message arrives."""
+    import threading
+
+    leader, f1, _f2, rec = trio
+    counts: list[int] = []
+    lock = threading.Lock()
+
+    def send(t: int) -> None:
+        for i in range(50):
+            n = leader.message_to(f1.id, [t, i])
+            with lock:
+                counts.append(n)
+
+    threads = [threading.Thread(target=send, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert counts == [1] * 200
+    rec[f1.id].wait_for("message", count=200)
+    got = payloads(rec[f1.id])
+    assert sorted(map(tuple, got)) == [(t, i) for t in range(4) for i in range(50)]
+    for t in range(4):  # each sender thread's messages stay in its order
+        assert [i for tt, i in got if tt == t] == list(range(50))

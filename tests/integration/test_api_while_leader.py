@@ -9,7 +9,7 @@ import pytest
 from helpers import (  # noqa: F401
     Cluster,
     Recorder,
-    cluster,
+    cluster_fixture,
     no_leaked_threads,
     wait_until,
 )
