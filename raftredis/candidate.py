@@ -26,7 +26,7 @@ from . import signals
 from .bus import Listener
 from .clock import ServerClock
 from .connection import ConnectionSpec, connection_spec, describe
-from .dispatch import Dispatcher, deliver, report_error
+from .dispatch import Dispatcher
 from .election import ControlReceived, Election, Emit, Reconnected, ReelectRequested, StopRequested
 from .errors import (
     BackendError,
@@ -37,8 +37,9 @@ from .errors import (
     ProtocolError,
 )
 from .heartbeat import HeartbeatLoop
+from .inbox import Inbox
 from .leader_work import LeaderFunction, LeaderWork
-from .models import Instance, Message, Scope, State
+from .models import Instance, Scope, State
 from .store import KeySpace, RedisStore
 from .timing import Timings
 from .wire import (
@@ -47,7 +48,6 @@ from .wire import (
     WireError,
     check_json,
     decode_control,
-    decode_envelope,
     decode_record,
     encode_envelope,
     encode_meta_notice,
@@ -303,11 +303,14 @@ class Candidate:
             ),
             Listener(
                 publisher,
-                {
-                    keys.all: self._on_message,
-                    keys.followers: self._on_message,
-                    keys.inbox(self._id): self._on_message,
-                },
+                Inbox(
+                    self,
+                    keys,
+                    self._id,
+                    self._max_message_bytes,
+                    known_term=lambda: self._election.term,
+                    is_leader=lambda: self.is_leader,
+                ).channels,
                 name=self._thread_name("messages"),
                 on_reconnect=self._on_reconnect,
                 on_failure=self._report_async,
@@ -666,71 +669,6 @@ class Candidate:
         heartbeat = self._heartbeat
         if heartbeat is not None:
             heartbeat.post(ControlReceived(time.monotonic(), notice))
-
-    def _on_message(self, message: dict[str, Any]) -> None:
-        """Message listener thread: decode, filter, and call message receivers here."""
-        data = message.get("data")
-        raw = data if isinstance(data, bytes) else b""
-        channel_raw = message.get("channel", b"")
-        channel = (
-            channel_raw.decode("utf-8", "replace")
-            if isinstance(channel_raw, bytes)
-            else str(channel_raw)
-        )
-        try:
-            received = self._accept(channel, raw)
-        except (WireError, ProtocolError) as exc:
-            error = exc if isinstance(exc, ProtocolError) else ProtocolError(
-                str(exc), channel=channel, raw=raw
-            )
-            log.warning("%s", error)
-            report_error(self, error)
-            return
-        if received is None:
-            return
-        deliver(signals.message_received, self, {"message": received})
-        follow_up = (
-            signals.message_from_leader if received.from_leader else signals.message_from_follower
-        )
-        deliver(follow_up, self, {"message": received})
-
-    def _accept(self, channel: str, raw: bytes) -> Message | None:
-        """Decode one message; None for ones not meant for us (our own, followers-only)."""
-        keys = self._keys
-        envelope = decode_envelope(raw, kind=self._kind, max_bytes=self._max_message_bytes)
-        expected = {
-            keys.all: (Scope.ALL,),
-            keys.followers: (Scope.FOLLOWERS,),
-            keys.inbox(self._id): (Scope.DIRECT, Scope.LEADER),
-        }.get(channel, ())
-        if envelope.scope not in expected:
-            raise ProtocolError(
-                f"a {envelope.scope.value!r} message arrived on the wrong channel",
-                channel=channel,
-                raw=raw,
-            )
-        if envelope.sender_id == self._id:
-            return None
-        if envelope.scope is Scope.FOLLOWERS and self.is_leader:
-            return None
-        known_term = self._election.term
-        if envelope.leader and envelope.term < known_term:
-            raise ProtocolError(
-                f"a message claiming to come from the leader of term {envelope.term} arrived, "
-                f"but term {known_term} has begun: dropped as stale or forged",
-                channel=channel,
-                raw=raw,
-            )
-        return Message(
-            payload=envelope.payload,
-            sender_id=envelope.sender_id,
-            scope=envelope.scope,
-            from_leader=envelope.leader,
-            term=envelope.term,
-            message_id=envelope.message_id,
-            sent_at=envelope.sent_at,
-            kind=self._kind,
-        )
 
     # --------------------------------------------------------------- helpers
 
