@@ -531,7 +531,9 @@ class Candidate:
         """Every live instance of the kind, this one included, in order of joining.
 
         One Redis round trip, O(members of this kind); expired members are
-        pruned on the way.
+        pruned on the way. A live member whose record is missing or unreadable
+        (its meta hash entry was lost) is listed with ``meta`` None until it
+        writes its record again, at its next full heartbeat.
         """
         reply = self._require_store().members()
         holder = reply.lease.holder if reply.lease is not None else None
@@ -540,8 +542,9 @@ class Candidate:
             try:
                 record = decode_record(row.record)
             except WireError as exc:
-                log.warning("skipping member %r of %s: %s", row.id, self._kind, exc)
-                continue
+                log.debug("member %r of %s has no usable record: %s", row.id, self._kind, exc)
+                seen = (row.expires_ms / 1000.0) - self.timings.member_expiry
+                record = MemberRecord(None, seen, self.timings.member_expiry)
             if row.id == self._id:
                 state = self.state
             else:

@@ -464,8 +464,8 @@ class Election:
             return self._set_state(State.FOLLOWER)
         if isinstance(cmd, Heartbeat):
             self._next_heartbeat = min(self._next_heartbeat or ev.now, ev.now + t.renew_interval)
-            if cmd.full:
-                self._next_full_heartbeat = ev.now + t.renew_interval
+            # Retry with the full script: it also repairs keys that hold junk.
+            self._next_full_heartbeat = ev.now + (t.renew_interval if cmd.full else 0.0)
         return []
 
     def _on_control(self, now: float, msg: ControlMessage) -> list[Command]:

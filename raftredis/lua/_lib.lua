@@ -7,6 +7,22 @@ local function server_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Run a command on one of the kind's keys. If the key holds another type
+-- (junk: raftredis writes only strings, a zset and a hash there), delete it
+-- and run the command again: the keys under the prefix are raftredis' own.
+-- Costs no extra command when all is well.
+local function on_own_key(key, ...)
+  local reply = redis.pcall(...)
+  if type(reply) == 'table' and reply.err then
+    if string.find(reply.err, 'WRONGTYPE', 1, true) then
+      redis.call('DEL', key)
+      return redis.call(...)
+    end
+    error(reply.err)
+  end
+  return reply
+end
+
 local function fmt_int(n)
   return string.format('%.0f', n)
 end
@@ -21,7 +37,7 @@ end
 
 -- Delete the lease if `owner` ("<term> <id> ") still holds it; announce it.
 local function resign_if_mine(leader_key, owner, control, id, term)
-  local current = redis.call('GET', leader_key)
+  local current = on_own_key(leader_key, 'GET', leader_key)
   if current and string.sub(current, 1, #owner) == owner then
     redis.call('DEL', leader_key)
     notice(control, 'resigned', id, tonumber(term))
@@ -33,10 +49,11 @@ end
 -- Remove up to `limit` members whose expiry has passed, with their records,
 -- and announce each one as left.
 local function prune(members_key, meta_key, control, now, limit)
-  local expired = redis.call('ZRANGEBYSCORE', members_key, '-inf', fmt_int(now), 'LIMIT', 0, limit)
+  local expired = on_own_key(
+    members_key, 'ZRANGEBYSCORE', members_key, '-inf', fmt_int(now), 'LIMIT', 0, limit)
   if #expired > 0 then
     redis.call('ZREM', members_key, unpack(expired))
-    redis.call('HDEL', meta_key, unpack(expired))
+    on_own_key(meta_key, 'HDEL', meta_key, unpack(expired))
     for _, id in ipairs(expired) do
       notice(control, 'left', id)
     end

@@ -4,7 +4,7 @@
 --       4 control channel
 -- Returns {"acquired", value, ttl ms} or {"held", value, pttl ms}.
 -- Safe to run twice: the second run finds the lease held (by us).
-local current = redis.call('GET', KEYS[1])
+local current = on_own_key(KEYS[1], 'GET', KEYS[1])
 if current then
   local pttl = redis.call('PTTL', KEYS[1])
   if pttl >= 0 and string.match(current, '^%d+ %S+ %d+$') then
@@ -19,7 +19,7 @@ local function sane(n)
   if n == nil or n ~= n or n < 0 or n >= 2^53 - 1 then return 0 end
   return math.floor(n)
 end
-local term = math.max(sane(tonumber(redis.call('GET', KEYS[2]))), sane(tonumber(ARGV[2]))) + 1
+local term = math.max(sane(tonumber(on_own_key(KEYS[2], 'GET', KEYS[2]))), sane(tonumber(ARGV[2]))) + 1
 local value = fmt_int(term) .. ' ' .. ARGV[1] .. ' ' .. fmt_int(server_ms() + tonumber(ARGV[3]))
 redis.call('SET', KEYS[2], fmt_int(term))
 redis.call('SET', KEYS[1], value, 'PX', ARGV[3])

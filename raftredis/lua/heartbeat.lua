@@ -8,16 +8,16 @@
 -- Safe to run twice (the second run only refreshes).
 local now = server_ms()
 if ARGV[5] == 'join' then
-  local score = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
+  local score = tonumber(on_own_key(KEYS[1], 'ZSCORE', KEYS[1], ARGV[1]))
   if score and score > now then
-    return {now, -1, redis.call('GET', KEYS[3])}
+    return {now, -1, on_own_key(KEYS[3], 'GET', KEYS[3])}
   end
 end
-local added = redis.call('ZADD', KEYS[1], fmt_int(now + tonumber(ARGV[2])), ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+local added = on_own_key(KEYS[1], 'ZADD', KEYS[1], fmt_int(now + tonumber(ARGV[2])), ARGV[1])
+on_own_key(KEYS[2], 'HSET', KEYS[2], ARGV[1], ARGV[3])
 if added == 1 or ARGV[5] == 'announce' then
   redis.call('PUBLISH', ARGV[4],
     '{"v":1,"type":"joined","id":' .. cjson.encode(ARGV[1]) .. ',"record":' .. ARGV[3] .. '}')
 end
 prune(KEYS[1], KEYS[2], ARGV[4], now, 100)
-return {now, added, redis.call('GET', KEYS[3])}
+return {now, added, on_own_key(KEYS[3], 'GET', KEYS[3])}

@@ -5,7 +5,7 @@
 -- O(members of this kind); HMGET in batches keeps unpack() within Lua's stack.
 local now = server_ms()
 prune(KEYS[1], KEYS[2], ARGV[1], now, 1000)
-local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. fmt_int(now), '+inf', 'WITHSCORES')
+local live = on_own_key(KEYS[1], 'ZRANGEBYSCORE', KEYS[1], '(' .. fmt_int(now), '+inf', 'WITHSCORES')
 local rows = {}
 local batch_size = 1000
 for first = 1, #live / 2, batch_size do
@@ -14,11 +14,11 @@ for first = 1, #live / 2, batch_size do
   for i = first, last do
     ids[#ids + 1] = live[2 * i - 1]
   end
-  local records = redis.call('HMGET', KEYS[2], unpack(ids))
+  local records = on_own_key(KEYS[2], 'HMGET', KEYS[2], unpack(ids))
   for j, id in ipairs(ids) do
     rows[#rows + 1] = id
     rows[#rows + 1] = live[2 * (first + j - 1)]
     rows[#rows + 1] = records[j]
   end
 end
-return {now, redis.call('GET', KEYS[3]), rows}
+return {now, on_own_key(KEYS[3], 'GET', KEYS[3]), rows}

@@ -8,7 +8,7 @@
 -- same atomic script, so nobody ever sees ours; the holder's lease then ends
 -- ttl from now, later than the holder itself believes: the safe direction.
 -- Safe to run twice.
-local old = redis.call('SET', KEYS[1], ARGV[2], 'XX', 'PX', ARGV[3], 'GET')
+local old = on_own_key(KEYS[1], 'SET', KEYS[1], ARGV[2], 'XX', 'PX', ARGV[3], 'GET')
 if not old then
   return {'lost'}
 end

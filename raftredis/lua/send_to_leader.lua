@@ -3,7 +3,7 @@
 -- KEYS: 1 leader
 -- ARGV: 1 inbox channel prefix ("<prefix>:{<kind>}:to:"), 2 envelope, 3 sender id
 -- Returns {leader id or nil, receivers}. Never retried (PUBLISH is at most once).
-local current = redis.call('GET', KEYS[1])
+local current = on_own_key(KEYS[1], 'GET', KEYS[1])
 local id = current and string.match(current, '^%d+ (%S+) %d+$')
 if not id then
   return {false, 0}
