@@ -46,7 +46,10 @@ class Listener:
         name: str,
         on_reconnect: Callable[[], None],
         on_failure: Callable[[BaseException], None],
-        sleep_time: float = 0.1,
+        # How long the worker blocks in one read. A message wakes it at once and
+        # stop() shuts the socket down to wake it, so a long wait only saves idle
+        # CPU (at 0.1 s an idle Candidate's two listeners cost about 1.3 ms/s).
+        sleep_time: float = 1.0,
         max_backoff: float = 1.0,
     ) -> None:
         self._client = client

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import copy
+import itertools
 import logging
 import os
 import re
@@ -43,6 +44,7 @@ from .models import Instance, Scope, State
 from .store import KeySpace, RedisStore
 from .timing import Timings
 from .wire import (
+    CONTROL_OVERHEAD_BYTES,
     Envelope,
     MemberRecord,
     WireError,
@@ -154,10 +156,11 @@ class Candidate:
             clock_sync_interval=clock_sync_interval,
         )
         try:
-            check_json(meta, "meta")
+            self._checked_meta(meta)
         except MessageError as exc:
             raise ConfigurationError(str(exc)) from None
         self._meta = copy.deepcopy(meta)
+        self._message_seq = itertools.count(1)
         self._spec: ConnectionSpec = connection_spec(redis)
         self._lifecycle = _NEW
         self._lifecycle_lock = threading.Lock()
@@ -519,7 +522,7 @@ class Candidate:
             scope=scope,
             term=self._election.term,
             leader=self.is_leader,
-            message_id=uuid.uuid4().hex,
+            message_id=f"{self._id}-{next(self._message_seq)}",
             sent_at=time.time(),
             payload=payload,
         )
@@ -580,12 +583,7 @@ class Candidate:
         Before start() it only changes the local value that start() publishes.
         """
         self._check_process()
-        text = check_json(meta, "meta")
-        if len(text) > self._max_message_bytes:
-            raise MessageError(
-                f"meta is {len(text)} bytes encoded, over max_message_bytes="
-                f"{self._max_message_bytes}"
-            )
+        self._checked_meta(meta)
         self._meta = copy.deepcopy(meta)
         store = self._store
         if self._lifecycle == _RUNNING and store is not None:
@@ -639,9 +637,11 @@ class Candidate:
             self._leader_work.elected(command.kwargs["term"])
         elif command.signal == "state_changed" and command.kwargs.get("old") is State.LEADER:
             self._leader_work.lost()
+        signal = signals.by_name(command.signal)
         dispatcher = self._dispatcher
-        if dispatcher is not None:
-            dispatcher.submit(signals.by_name(command.signal), command.kwargs)
+        # Nobody listens (common for instance_joined in large kinds): skip the queue.
+        if dispatcher is not None and signal.receivers:
+            dispatcher.submit(signal, command.kwargs)
 
     def _notify(self) -> None:
         with self._changed:
@@ -663,7 +663,7 @@ class Candidate:
         data = message.get("data")
         raw = data if isinstance(data, bytes) else b""
         try:
-            notice = decode_control(raw)
+            notice = decode_control(raw, self._max_message_bytes + CONTROL_OVERHEAD_BYTES)
         except WireError as exc:
             error = ProtocolError(str(exc), channel=self._keys.control, raw=raw)
             log.warning("%s", error)
@@ -674,6 +674,15 @@ class Candidate:
             heartbeat.post(ControlReceived(time.monotonic(), notice))
 
     # --------------------------------------------------------------- helpers
+
+    def _checked_meta(self, meta: Any) -> None:
+        """Meta must be JSON within max_message_bytes (UTF-8 bytes), like a message."""
+        size = len(check_json(meta, "meta").encode())
+        if size > self._max_message_bytes:
+            raise MessageError(
+                f"meta is {size} bytes encoded, over max_message_bytes="
+                f"{self._max_message_bytes}; keep meta small (or store a reference to it)"
+            )
 
     def _record(self) -> str:
         return encode_record(MemberRecord(self._meta, self._joined_at, self.timings.member_expiry))

@@ -29,7 +29,12 @@ States: FOLLOWER, CANDIDATE (an acquire is in flight), LEADER.
   server can forge one. An ``elected`` notice makes an instance read the
   lease now; a ``resigned``/``left`` notice of the leader makes a follower
   campaign now. Both are rate-limited, so a flood of notices costs Redis a
-  bounded number of commands. Terms and leaders are learned only from Redis.
+  bounded number of commands. ``current_term`` and the leader are learned
+  only from Redis. The term an ``elected`` notice names is kept apart, as a
+  *hint*, and only raises what this instance proposes when it campaigns: if
+  Redis loses its data right after an election, before anyone read the new
+  lease, the next term is still above it. A hint may exceed the known term by
+  at most ``HINT_WINDOW``, so forged notices cannot run terms up quickly.
 
 Signals are returned as :class:`Emit` commands; the owner delivers them.
 """
@@ -234,6 +239,10 @@ class Emit:
 Command = Union[Acquire, Renew, Resign, Leave, Heartbeat, Emit]
 
 
+#: How far above the known term an ``elected`` notice's term is believed.
+HINT_WINDOW = 1000
+
+
 class Election:
     """The state machine. Feed it events with :meth:`handle`; run what it returns.
 
@@ -261,6 +270,7 @@ class Election:
         self._announce = False
         self._confirm = False  # the next heartbeat reads the lease, even a leader's
         self._last_hint = float("-inf")  # when a notice last caused Redis traffic
+        self._hint_term = 0  # highest term named by a believable elected notice
 
     # ------------------------------------------------------------ queries
 
@@ -280,6 +290,11 @@ class Election:
         """Leader only: the instant this instance stops calling itself leader."""
         leadership = self._leadership
         return None if leadership is None else leadership[1]
+
+    @property
+    def proposal_floor(self) -> int:
+        """The highest term this instance believes was started: what it campaigns above."""
+        return max(self.term, self._hint_term)
 
     @property
     def next_wakeup(self) -> float | None:
@@ -339,7 +354,7 @@ class Election:
         # start() ran a full heartbeat (join) just before this.
         self._next_heartbeat = now + t.membership_refresh
         self._next_full_heartbeat = now + t.clock_sync_interval
-        return [*self._set_state(State.CANDIDATE), Acquire(self.term)]
+        return [*self._set_state(State.CANDIDATE), Acquire(self.proposal_floor)]
 
     def _on_tick(self, now: float) -> list[Command]:
         t = self.timings
@@ -360,7 +375,7 @@ class Election:
             if self._next_acquire is not None and now >= self._next_acquire:
                 self._next_acquire = None
                 out += self._set_state(State.CANDIDATE)
-                out.append(Acquire(self.term))
+                out.append(Acquire(self.proposal_floor))
         if self._next_heartbeat is not None and now >= self._next_heartbeat:
             full = self._next_full_heartbeat is not None and now >= self._next_full_heartbeat
             leader = self.state is State.LEADER
@@ -471,6 +486,8 @@ class Election:
     def _on_control(self, now: float, msg: ControlMessage) -> list[Command]:
         out: list[Command] = []
         if msg.type is ControlType.ELECTED:
+            if msg.term is not None and self.term < msg.term <= self.term + HINT_WINDOW:
+                self._hint_term = max(self._hint_term, msg.term)
             if msg.id != self.my_id and (msg.id != self.leader_id or (msg.term or 0) > self.term):
                 # Someone may have been elected: read the lease to know (a hint, see top).
                 at = self._hint_time(now)

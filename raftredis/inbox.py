@@ -8,6 +8,7 @@ reported as a :class:`~raftredis.errors.ProtocolError` on this thread.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,7 @@ from .dispatch import deliver, report_error
 from .errors import ProtocolError
 from .models import Message, Scope
 from .store import KeySpace
-from .wire import WireError, decode_envelope
+from .wire import VERSION, WireError, decode_envelope
 
 __all__ = ["Inbox"]
 
@@ -43,6 +44,12 @@ class Inbox:
         self._max_bytes = max_bytes
         self._known_term = known_term
         self._is_leader = is_leader
+        # Our own broadcasts come back to us: recognise them by the head our
+        # encoder writes, before paying for a decode.
+        self._own_head = (
+            f'{{"v":{VERSION},"kind":{json.dumps(keys.kind, ensure_ascii=False)},'
+            f'"from":{json.dumps(member_id, ensure_ascii=False)},'
+        ).encode()
         # The channel set is fixed; role-based filtering happens on receipt.
         self._scopes: dict[str, tuple[Scope, ...]] = {
             keys.all: (Scope.ALL,),
@@ -59,6 +66,8 @@ class Inbox:
         """A redis-py pub/sub handler: one published message, on the listener thread."""
         data = message.get("data")
         raw = data if isinstance(data, bytes) else b""
+        if raw.startswith(self._own_head):
+            return
         channel_raw = message.get("channel", b"")
         channel = (
             channel_raw.decode("utf-8", "replace")

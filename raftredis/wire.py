@@ -9,10 +9,13 @@ were dropped, never another exception.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import math
+import re
 from dataclasses import dataclass
-from typing import Any
+from itertools import accumulate
+from typing import Any, Callable, TypeVar, cast
 
 from .errors import MessageError
 from .models import Instance, Scope, State
@@ -31,9 +34,15 @@ __all__ = [
     "encode_record",
 ]
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 VERSION = 1
-#: Control notices are small; anything larger is junk.
-MAX_CONTROL_BYTES = 1 << 20
+#: A notice carries a member record (meta up to max_message_bytes) plus this much.
+CONTROL_OVERHEAD_BYTES = 64 * 1024
+#: Payloads and meta nest at most this deep, so every receiver can decode them
+#: (json's decoder recurses; a listener thread has less stack left than a caller).
+MAX_DEPTH = 500
+_NESTING = re.compile(r'"(?:[^"\\]|\\.)*"|[^\[\]{}]+')
 
 
 class WireError(ValueError):
@@ -72,12 +81,24 @@ def _versioned_object(raw: bytes, what: str, max_bytes: int, limit: str) -> dict
 def check_json(value: Any, what: str) -> str:
     """Encode ``value`` as compact JSON or raise :class:`MessageError` saying why not."""
     try:
-        return _dumps(value)
+        text = _dumps(value)
     except (TypeError, ValueError, RecursionError) as exc:
         raise MessageError(
             f"{what} must be JSON-serialisable (dict, list, str, int, float, bool or None; "
             f"no NaN or infinity): {exc}"
         ) from exc
+    if _depth(text) > MAX_DEPTH:
+        raise MessageError(f"{what} is nested more than {MAX_DEPTH} levels deep; flatten it")
+    return text
+
+
+def _depth(text: str) -> int:
+    """How deep the JSON in ``text`` nests (cheap unless it has many brackets)."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return 0  # cannot be deeper than the number of brackets
+    brackets = _NESTING.sub("", text)  # drop strings and everything but brackets
+    steps = accumulate(1 if c in "[{" else -1 for c in brackets)
+    return max(steps, default=0)
 
 
 # ------------------------------------------------------------- envelopes
@@ -129,6 +150,33 @@ def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], what: 
     return value
 
 
+def _number(obj: dict[str, Any], name: str, what: str) -> float:
+    """A finite number field (ints beyond a float's range are refused, not raised)."""
+    value = _field(obj, name, (int, float), what)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise WireError(f"{what} has an out-of-range {name!r} field") from None
+    if not math.isfinite(number):
+        raise WireError(f"{what} has a non-finite {name!r} field")
+    return number
+
+
+def _hostile(decode: F) -> F:
+    """Make a decoder total: any failure on hostile input becomes a WireError."""
+
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return decode(*args, **kwargs)
+        except WireError:
+            raise
+        except Exception as exc:  # a decoder bug must not kill a listener thread
+            raise WireError(f"undecodable input ({type(exc).__name__}: {exc})") from exc
+
+    return cast(F, functools.wraps(decode)(guarded))
+
+
+@_hostile
 def decode_envelope(raw: bytes, *, kind: str, max_bytes: int) -> Envelope:
     """Decode an envelope received on one of ``kind``'s message channels."""
     obj = _versioned_object(raw, "message", max_bytes, "max_message_bytes")
@@ -140,9 +188,9 @@ def decode_envelope(raw: bytes, *, kind: str, max_bytes: int) -> Envelope:
     except ValueError:
         raise WireError("message has no valid 'scope' field") from None
     term = _field(obj, "term", int, "message")
-    sent_at = _field(obj, "ts", (int, float), "message")
-    if term < 0 or not math.isfinite(sent_at):
-        raise WireError("message has a negative term or a bad timestamp")
+    sent_at = _number(obj, "ts", "message")
+    if not 0 <= term < 2**53:
+        raise WireError("message has a term outside 0 to 2**53 - 1")
     if "payload" not in obj:
         raise WireError("message has no 'payload' field")
     return Envelope(
@@ -152,7 +200,7 @@ def decode_envelope(raw: bytes, *, kind: str, max_bytes: int) -> Envelope:
         term=term,
         leader=_field(obj, "leader", bool, "message"),
         message_id=_field(obj, "id", str, "message"),
-        sent_at=float(sent_at),
+        sent_at=sent_at,
         payload=obj["payload"],
     )
 
@@ -178,16 +226,20 @@ def encode_record(record: MemberRecord) -> str:
     return _dumps({"meta": record.meta, "joined": record.joined_at, "ttl": record.ttl})
 
 
+@_hostile
 def decode_record(raw: bytes | str | None) -> MemberRecord:
     """Decode a member record; missing or junk records raise :class:`WireError`."""
     if raw is None:
         raise WireError("member has no record")
-    obj = _loads(raw, "member record")
+    return _record_from(_loads(raw, "member record"))
+
+
+def _record_from(obj: Any) -> MemberRecord:
     if not isinstance(obj, dict):
         raise WireError("member record is not a JSON object")
-    joined = _field(obj, "joined", (int, float), "member record")
-    ttl = _field(obj, "ttl", (int, float), "member record")
-    return MemberRecord(meta=obj.get("meta"), joined_at=float(joined), ttl=float(ttl))
+    joined = _number(obj, "joined", "member record")
+    ttl = _number(obj, "ttl", "member record")
+    return MemberRecord(meta=obj.get("meta"), joined_at=joined, ttl=ttl)
 
 
 # -------------------------------------------------------- control notices
@@ -228,9 +280,16 @@ def encode_meta_notice(instance_id: str, record: str, at: float) -> str:
     return f'{head},"record":{record}}}'
 
 
-def decode_control(raw: bytes) -> ControlMessage:
-    """Decode a control notice from the kind's control channel."""
-    obj = _versioned_object(raw, "control notice", MAX_CONTROL_BYTES, "the notice limit")
+@_hostile
+def decode_control(
+    raw: bytes, max_bytes: int = (1 << 20) + CONTROL_OVERHEAD_BYTES
+) -> ControlMessage:
+    """Decode a control notice from the kind's control channel.
+
+    ``max_bytes`` is the sender's ``max_message_bytes`` plus
+    :data:`CONTROL_OVERHEAD_BYTES` (a notice carries a whole member record).
+    """
+    obj = _versioned_object(raw, "control notice", max_bytes, "the notice limit")
     try:
         ctype = ControlType(obj.get("type"))
     except ValueError:
@@ -248,12 +307,11 @@ def decode_control(raw: bytes) -> ControlMessage:
         rec = obj.get("record")
         if not isinstance(rec, dict):
             raise WireError("control notice has no valid 'record' field")
-        record = decode_record(_dumps(rec))
-    at = obj.get("at")
+        record = _record_from(rec)
     return ControlMessage(
         type=ctype,
         id=instance_id,
         term=term,
         record=record,
-        at=float(at) if isinstance(at, (int, float)) and not isinstance(at, bool) else None,
+        at=_number(obj, "at", "control notice") if "at" in obj else None,
     )

@@ -433,3 +433,27 @@ class TestFencingToken:
             e.handle(Tick(100.75))
         e.handle(event)
         assert e.term == 6 and e.leader_term(101.0) is None and e.state is State.FOLLOWER
+
+
+class TestTermHints:
+    def test_elected_notice_raises_the_proposal_not_the_term(self) -> None:
+        """A believable elected notice makes the next campaign propose above it,
+        without changing current_term (which only Redis sets)."""
+        e = follower_of(100.0, term=5)
+        e.handle(ControlReceived(100.1, control(ControlType.ELECTED, "x", 7)))
+        assert e.term == 5 and e.proposal_floor == 7
+        e.handle(ControlReceived(100.2, control(ControlType.RESIGNED, OTHER, 5)))
+        sent: list[Command] = []
+        for _ in range(5):  # the notice's lease read comes first, then the campaign
+            wake = e.next_wakeup
+            assert wake is not None
+            sent += io(e.handle(Tick(wake)))
+            if any(isinstance(c, Acquire) for c in sent):
+                break
+        assert Acquire(7) in sent
+
+    def test_implausible_hint_is_ignored(self) -> None:
+        """A notice far above the known term (a forgery) does not move the proposal."""
+        e = follower_of(100.0, term=5)
+        e.handle(ControlReceived(100.1, control(ControlType.ELECTED, "x", 5 + 10**6)))
+        assert e.proposal_floor == 5
