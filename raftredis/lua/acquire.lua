@@ -19,8 +19,18 @@ local function sane(n)
   if n == nil or n ~= n or n < 0 or n >= 2^53 - 1 then return 0 end
   return math.floor(n)
 end
-local term = math.max(sane(tonumber(on_own_key(KEYS[2], 'GET', KEYS[2]))), sane(tonumber(ARGV[2]))) + 1
-local value = fmt_int(term) .. ' ' .. ARGV[1] .. ' ' .. fmt_int(server_ms() + tonumber(ARGV[3]))
+local now = server_ms()
+local stored = sane(tonumber(on_own_key(KEYS[2], 'GET', KEYS[2])))
+-- Without a stored term (the first election, or Redis lost its data) the
+-- server's clock in ms is the floor: above every term of the past, even if
+-- no surviving instance remembers the newest one. Afterwards terms count up
+-- by one.
+local floor = 0
+if stored == 0 then
+  floor = now
+end
+local term = math.max(stored, sane(tonumber(ARGV[2])), floor) + 1
+local value = fmt_int(term) .. ' ' .. ARGV[1] .. ' ' .. fmt_int(now + tonumber(ARGV[3]))
 redis.call('SET', KEYS[2], fmt_int(term))
 redis.call('SET', KEYS[1], value, 'PX', ARGV[3])
 notice(ARGV[4], 'elected', ARGV[1], term)
