@@ -9,8 +9,12 @@ STAMP := $(VENV)/.installed
 WORKERS ?= 4
 DURATION ?= 60
 PYTEST_ARGS ?=
+# Chaos scenarios (tests/chaos): `make test` runs their short version, `make chaos`
+# the full one; each scenario writes a JSON report to CHAOS_REPORT_DIR.
+CHAOS_SCALE ?= short
+CHAOS_REPORT_DIR ?= .chaos
 
-.PHONY: venv test lint typecheck demo clean
+.PHONY: venv test chaos lint typecheck demo clean
 
 venv: $(STAMP)
 
@@ -21,7 +25,15 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 test: venv
-	$(VPY) -m pytest tests/unit tests/integration -q $(PYTEST_ARGS)
+	CHAOS_SCALE=$(CHAOS_SCALE) CHAOS_REPORT_DIR=$(CHAOS_REPORT_DIR) \
+	    $(VPY) -m pytest tests/unit tests/integration tests/chaos -q $(PYTEST_ARGS)
+
+# The full chaos suite (hundreds of faults, ~10 minutes), then a summary of the reports.
+chaos: venv
+	mkdir -p $(CHAOS_REPORT_DIR) && rm -f $(CHAOS_REPORT_DIR)/*.json
+	CHAOS_SCALE=full CHAOS_REPORT_DIR=$(CHAOS_REPORT_DIR) \
+	    $(VPY) -m pytest tests/chaos -q $(PYTEST_ARGS); status=$$?; \
+	    $(VPY) tests/chaos/summarize.py $(CHAOS_REPORT_DIR); exit $$status
 
 lint: venv
 	$(VPY) -m ruff check raftredis tests
@@ -34,5 +46,19 @@ demo: venv
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .eggs .mypy_cache .ruff_cache .pytest_cache \
-	    .hypothesis .coverage .coverage.* htmlcov
+	    .hypothesis .coverage .coverage.* htmlcov .chaos
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Benchmarks (bench/run.py): `make bench` is the quick run (a few minutes),
+# `make bench-full` the full one (~15 to 25 minutes) with PNG plots. Results go
+# to $(BENCH_OUT)/results.md and results.json.
+BENCH_OUT ?= .bench
+
+.PHONY: bench bench-full
+
+bench: venv
+	$(VPY) bench/run.py --quick --out $(BENCH_OUT)
+
+bench-full: venv
+	$(VPY) -c 'import matplotlib, psutil' 2>/dev/null || $(VPY) -m pip install -q -e '.[bench]'
+	$(VPY) bench/run.py --full --out $(BENCH_OUT)

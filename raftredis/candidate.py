@@ -170,7 +170,11 @@ class Candidate:
         self._joined_at = 0.0
         self._clock = ServerClock()
         self._election = Election(self._id, self.timings)
-        self._leader_work = LeaderWork(self._thread_name("leader"), self._report_async)
+        self._leader_work = LeaderWork(
+            self._thread_name("leader"),
+            self._report_async,
+            lambda term: self._election.deadline_of(term),
+        )
         self._store: RedisStore | None = None
         self._heartbeat: HeartbeatLoop | None = None
         self._dispatcher: Dispatcher | None = None

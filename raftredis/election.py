@@ -285,6 +285,13 @@ class Election:
             return None
         return leadership[0]
 
+    def deadline_of(self, term: int) -> float | None:
+        """The local deadline of our leadership in ``term``, or None if we do not lead in it."""
+        leadership = self._leadership
+        if leadership is None or leadership[0] != term:
+            return None
+        return leadership[1]
+
     @property
     def lease_deadline(self) -> float | None:
         """Leader only: the instant this instance stops calling itself leader."""

@@ -113,3 +113,33 @@ def test_redis_command_budget_with_default_timings(server: RedisServer) -> None:
         for c in cluster:
             c.stop()
         admin.close()
+
+
+def test_while_leader_stop_event_is_set_at_the_deadline_even_if_redis_hangs(
+    server: RedisServer,
+) -> None:
+    """With Redis paused, the heartbeat thread is stuck in a call when the lease
+    deadline passes; the watchdog still sets the stop event within a few ms of
+    is_leader turning false."""
+    import threading
+
+    candidate = Candidate(redis=server.url, kind="watchdog", lease_ttl=1.0).start()
+    stopped_at: list[float] = []
+    started = threading.Event()
+
+    def work(stop_event: threading.Event) -> None:
+        started.set()
+        stop_event.wait()
+        stopped_at.append(time.monotonic())
+
+    try:
+        candidate.while_leader(work)
+        assert started.wait(2.0)
+        server.pause()
+        wait_until(lambda: not candidate.is_leader, timeout=2.0, interval=0.001)
+        not_leader_at = time.monotonic()
+        wait_until(lambda: stopped_at, timeout=2.0, interval=0.001)
+        assert stopped_at[0] - not_leader_at < 0.03
+    finally:
+        server.resume()
+        candidate.stop()
