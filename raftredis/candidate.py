@@ -54,6 +54,7 @@ from .wire import (
     encode_envelope,
     encode_meta_notice,
     encode_record,
+    utf8,
 )
 
 __all__ = ["Candidate"]
@@ -681,7 +682,7 @@ class Candidate:
 
     def _checked_meta(self, meta: Any) -> None:
         """Meta must be JSON within max_message_bytes (UTF-8 bytes), like a message."""
-        size = len(check_json(meta, "meta").encode())
+        size = len(utf8(check_json(meta, "meta"), "meta"))
         if size > self._max_message_bytes:
             raise MessageError(
                 f"meta is {size} bytes encoded, over max_message_bytes="

@@ -559,9 +559,19 @@ class Election:
 
     def _follow(self, now: float, lease: Lease) -> list[Command]:
         """Record ``lease`` (held by someone else) and plan to campaign when it ends."""
-        remaining = max(lease.remaining, 0.0)
+        # A real lease never has more than lease_ttl left. A value claiming more
+        # (junk, or a lease without expiry) is believed for lease_ttl from when
+        # we first saw it, then checked by campaigning (acquire replaces a lease
+        # that has no expiry in Redis).
+        claimed = max(lease.remaining, 0.0)
+        remaining = min(claimed, self.timings.lease_ttl)
+        at = now + remaining + self._jitter()
+        # (Clock estimates may overshoot by a few ms: only a clear excess counts.)
+        suspicious = claimed > 1.25 * self.timings.lease_ttl
+        if suspicious and lease.holder == self.leader_id and self._next_acquire:
+            at = min(at, self._next_acquire)
         self.lease_expires = now + remaining
-        self._next_acquire = now + remaining + self._jitter()
+        self._next_acquire = at
         return self._set_leader(lease.holder)
 
     def _demote(self, leader: str | None, newer_term: int | None = None) -> list[Command]:

@@ -166,6 +166,14 @@ _SCRIPT_NAMES = ("acquire", "renew", "resign", "leave", "heartbeat", "members", 
 _SCRIPT_TEXT = {name: _load_lua(name) for name in _SCRIPT_NAMES}
 
 
+def _score_ms(value: Any) -> int | None:
+    """A membership score as integer ms; None for a missing or non-finite one."""
+    try:
+        return int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
@@ -273,10 +281,11 @@ class RedisStore:
         """Prune, then every live member with its record, and the lease: one round trip."""
         k = self.keys
         now, lease, flat = self._script("members", [k.members, k.meta, k.leader], [k.control])
-        rows = [
-            MemberRow(_text(flat[i]), int(float(flat[i + 1])), flat[i + 2])
-            for i in range(0, len(flat), 3)
-        ]
+        rows = []
+        for i in range(0, len(flat), 3):
+            expires = _score_ms(flat[i + 1])
+            if expires is not None:  # a junk member scored +inf is not a member
+                rows.append(MemberRow(_text(flat[i]), expires, flat[i + 2]))
         return MembersReply(int(now), parse_lease(lease), rows)
 
     def lease(self) -> LeaseRecord | None:
@@ -294,7 +303,7 @@ class RedisStore:
             return pipe.execute()
 
         record, score = self._call("reading a member", run)
-        return record, None if score is None else int(score)
+        return record, _score_ms(score)
 
     def set_record(self, record: str, notice: str) -> None:
         """Store our record and announce the change, atomically (MULTI/EXEC)."""

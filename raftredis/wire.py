@@ -92,6 +92,14 @@ def check_json(value: Any, what: str) -> str:
     return text
 
 
+def utf8(text: str, what: str) -> bytes:
+    """``text`` as UTF-8, or MessageError (lone surrogates pass json.dumps but not this)."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise MessageError(f"{what} holds text that is not valid Unicode: {exc}") from None
+
+
 def _depth(text: str) -> int:
     """How deep the JSON in ``text`` nests (cheap unless it has many brackets)."""
     if text.count("[") + text.count("{") <= MAX_DEPTH:
@@ -134,7 +142,7 @@ def encode_envelope(envelope: Envelope, max_bytes: int) -> bytes:
         }
     )
     # Splice the payload in rather than encoding the whole dict twice.
-    data = f'{head[:-1]},"payload":{body}}}'.encode()
+    data = utf8(f'{head[:-1]},"payload":{body}}}', "the payload")
     if len(data) > max_bytes:
         raise MessageError(
             f"the message is {len(data)} bytes encoded, over max_message_bytes={max_bytes}; "

@@ -1,0 +1,299 @@
+"""Helpers for the in-process chaos tests (test_fuzz.py, test_receivers.py, test_fork.py).
+
+These tests run Candidates inside the pytest process (the process-based scenarios
+live in harness.py / test_scenarios.py). What is here:
+
+* :data:`SCALE` ("short" by default, "full" with ``CHAOS_SCALE=full``) and
+  :func:`scaled` to pick sizes from it;
+* :func:`wait_until` / :func:`stays` poll with deadlines (never sleep and hope);
+* :class:`Recorder` records signals with the thread they arrived on;
+* :class:`ThreadWatch` checks that a Candidate's four threads are alive;
+* :class:`EscapedExceptions` records anything that reaches ``threading.excepthook``;
+* fixtures ``own_redis`` (a redis-server of the test module's own: the tests write
+  junk into keys), ``escaped`` and ``no_leaked_threads``. Import them into a test
+  module under other names (``from inproc import own_redis_fixture``): they register
+  under the names ``own_redis``, ``escaped`` and ``no_leaked_threads``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pytest
+import redis
+
+from raftredis import Candidate
+from raftredis.testing import RedisServer
+
+T = TypeVar("T")
+
+LEASE_TTL = 1.0
+THREAD_PREFIX = "raftredis-"
+ROLES = ("heartbeat", "control", "messages", "dispatch")
+
+#: "short" (make test) or "full" (make chaos: more hypothesis examples, longer runs).
+SCALE = "full" if os.environ.get("CHAOS_SCALE", "short").strip().lower() == "full" else "short"
+
+
+def scaled(short: T, full: T) -> T:
+    """``short`` in short mode, ``full`` with CHAOS_SCALE=full."""
+    return full if SCALE == "full" else short
+
+
+# ------------------------------------------------------------------ polling
+
+
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float = 5.0,
+    interval: float = 0.005,
+    message: str | Callable[[], str] = "",
+) -> T:
+    """Poll ``predicate`` until it returns something truthy; return that value.
+
+    Raises AssertionError (saying what was awaited) after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            text = message() if callable(message) else message
+            name = getattr(predicate, "__name__", repr(predicate))
+            raise AssertionError(
+                f"condition {name} not met within {timeout:g} s" + (f": {text}" if text else "")
+            )
+        time.sleep(interval)
+
+
+def stays(predicate: Callable[[], Any], seconds: float, interval: float = 0.005) -> int:
+    """Assert ``predicate`` holds at every poll for ``seconds``; return the number of polls."""
+    end = time.monotonic() + seconds
+    polls = 0
+    while time.monotonic() < end:
+        assert predicate(), (
+            f"{getattr(predicate, '__name__', predicate)} failed after {polls} polls"
+        )
+        polls += 1
+        time.sleep(interval)
+    return polls
+
+
+def unique_kind(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+# ----------------------------------------------------------------- signals
+
+
+@dataclass(frozen=True)
+class Received:
+    name: str
+    kwargs: dict[str, Any]
+    thread: str
+    at: float = field(default_factory=time.monotonic)
+
+
+class Recorder:
+    """Collects signals from any thread, in arrival order."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: list[Received] = []
+
+    def receiver(self, name: str) -> Callable[..., None]:
+        def receive(sender: Any, **kwargs: Any) -> None:
+            with self._lock:
+                self._events.append(Received(name, dict(kwargs), threading.current_thread().name))
+
+        receive.__name__ = f"record_{name}"
+        return receive
+
+    def connect(self, candidate: Candidate, *names: str) -> Recorder:
+        for name in names:
+            candidate.on(name, self.receiver(name))
+        return self
+
+    @property
+    def events(self) -> list[Received]:
+        with self._lock:
+            return list(self._events)
+
+    def of(
+        self, name: str, predicate: Callable[[Received], bool] = lambda e: True
+    ) -> list[Received]:
+        return [e for e in self.events if e.name == name and predicate(e)]
+
+    def wait_for(
+        self,
+        name: str,
+        predicate: Callable[[Received], bool] = lambda e: True,
+        timeout: float = 5.0,
+        count: int = 1,
+    ) -> Received:
+        """Wait until ``count`` matching events of ``name`` arrived; return the last of them."""
+
+        def enough() -> Received | None:
+            hits = self.of(name, predicate)
+            return hits[count - 1] if len(hits) >= count else None
+
+        return wait_until(
+            enough,
+            timeout=timeout,
+            message=lambda: (
+                f"{name} x{count}; recorded: {[(e.name, e.kwargs) for e in self.events][-20:]}"
+            ),
+        )
+
+    def clear(self) -> None:
+        with self._lock:
+            self._events.clear()
+
+    def take(self) -> list[Received]:
+        """Return and forget everything recorded so far."""
+        with self._lock:
+            events, self._events = self._events, []
+        return events
+
+
+# ----------------------------------------------------------------- threads
+
+
+def raftredis_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(THREAD_PREFIX) and t.is_alive()]
+
+
+def expected_thread_names(candidate: Candidate) -> set[str]:
+    """The four threads every running Candidate has (see Candidate._thread_name)."""
+    return {f"{THREAD_PREFIX}{role}-{candidate.kind}-{candidate.id[:8]}" for role in ROLES}
+
+
+def missing_threads(candidates: list[Candidate]) -> set[str]:
+    """Names of expected raftredis threads of ``candidates`` that are not alive."""
+    alive = {t.name for t in raftredis_threads()}
+    expected: set[str] = set()
+    for c in candidates:
+        expected |= expected_thread_names(c)
+    return expected - alive
+
+
+class EscapedExceptions:
+    """Records every exception that ends a thread (``threading.excepthook``)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, BaseException | None]] = []
+        self._previous: Any = None
+
+    def _hook(self, args: threading.ExceptHookArgs) -> None:
+        name = args.thread.name if args.thread is not None else "?"
+        self.seen.append((name, args.exc_value))
+        self._previous(args)
+
+    def install(self) -> EscapedExceptions:
+        self._previous = threading.excepthook
+        threading.excepthook = self._hook
+        return self
+
+    def uninstall(self) -> None:
+        threading.excepthook = self._previous
+
+    def assert_none(self) -> None:
+        assert not self.seen, f"exceptions escaped from threads: {self.seen}"
+
+
+# ----------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(name="own_redis", scope="module")
+def own_redis_fixture() -> Iterator[RedisServer]:
+    """A redis-server for this test module only (the tests write junk into its keys)."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(name="escaped", scope="module")
+def escaped_fixture() -> Iterator[EscapedExceptions]:
+    """threading.excepthook records (and still prints) exceptions that end threads."""
+    watch = EscapedExceptions().install()
+    try:
+        yield watch
+    finally:
+        watch.uninstall()
+
+
+@pytest.fixture(name="no_leaked_threads", autouse=False)
+def no_leaked_threads_fixture() -> Iterator[None]:
+    """Fail a test that leaves a "raftredis-" thread running (after a grace period)."""
+    before = set(raftredis_threads())
+    yield
+
+    def leaked() -> list[threading.Thread]:
+        return [t for t in raftredis_threads() if t not in before]
+
+    wait_until(
+        lambda: not leaked(),
+        timeout=5.0,
+        message=lambda: f"threads still alive after the test: {[t.name for t in leaked()]}",
+    )
+
+
+class Candidates:
+    """Creates Candidates and stops every one of them at :meth:`close`."""
+
+    def __init__(self, url: str, kind: str, **defaults: Any) -> None:
+        self.url = url
+        self.kind = kind
+        self.defaults = {"lease_ttl": LEASE_TTL, **defaults}
+        self.all: list[Candidate] = []
+
+    def new(self, **kwargs: Any) -> Candidate:
+        options = {"redis": self.url, "kind": self.kind, **self.defaults, **kwargs}
+        candidate = Candidate(**options)
+        self.all.append(candidate)
+        return candidate
+
+    def start(self, **kwargs: Any) -> Candidate:
+        return self.new(**kwargs).start()
+
+    def leaders(self) -> list[Candidate]:
+        return [c for c in self.all if c.is_leader]
+
+    def close(self) -> None:
+        errors: list[BaseException] = []
+        for candidate in reversed(self.all):
+            try:
+                candidate.stop(timeout=5.0)
+            except Exception as exc:  # keep stopping the others
+                errors.append(exc)
+        self.all.clear()
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> Candidates:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def admin_client(server: RedisServer) -> redis.Redis:
+    """A plain client for writing junk (short timeouts, so a test never hangs on it)."""
+    return server.client(socket_timeout=5.0, socket_connect_timeout=5.0)
+
+
+def one_leader(candidates: list[Candidate]) -> Candidate | None:
+    """The leader if exactly one of ``candidates`` leads and all of them name it; else None."""
+    leaders = [c for c in candidates if c.is_leader]
+    if len(leaders) != 1:
+        return None
+    leader = leaders[0]
+    if any(c.leader_id != leader.id for c in candidates):
+        return None
+    return leader
