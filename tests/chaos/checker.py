@@ -117,6 +117,9 @@ class ChaosReport:
     unstopped_work: list[dict[str, Any]] = field(default_factory=list)
     work_overlaps: list[dict[str, Any]] = field(default_factory=list)
     work_stop_lags: list[float] = field(default_factory=list)
+    #: Leaderships of 0.5 s or more whose process never logged ``elected`` for
+    #: that term: a receiver that was never called.
+    missed_signals: list[dict[str, Any]] = field(default_factory=list)
     bad_lines: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -140,6 +143,7 @@ class ChaosReport:
             "unexpected_exits",
             "outage_violations",
             "unstopped_work",
+            "missed_signals",
         ):
             items = getattr(self, name)
             if items:
@@ -322,7 +326,27 @@ class Checker:
         self._errors_and_exits()
         self._outages()
         self._work(end_of_logs)
+        self._signals()
         return r
+
+    def _signals(self) -> None:
+        """Every leadership long enough to hear of must have reached the elected receiver."""
+        by_name = {p.process: p for p in self.procs}
+        for interval in self.report_.intervals:
+            if interval.seconds < 0.5:
+                continue  # killed or demoted before the dispatch thread could log it
+            proc = by_name.get(interval.process)
+            # Only workers that log signals at all (synthetic logs may not).
+            if proc is None or not any(e.get("event") == "elected" for e in proc.events):
+                continue
+            heard = any(
+                e.get("event") == "elected" and e.get("term") == interval.term
+                for e in proc.events
+            )
+            if not heard:
+                self.report_.missed_signals.append(
+                    {"process": interval.process, "term": interval.term, "begin": interval.begin}
+                )
 
     # -- leadership intervals ---------------------------------------------
 

@@ -287,3 +287,22 @@ def test_check_logs_without_harness(tmp_path: Path) -> None:
     report = check_logs([log], renew_deadline=0.5)
     assert report.ok and report.elections == 1
     assert report.settings["renew_deadline"] == 0.5
+
+
+def test_leadership_whose_elected_receiver_was_never_called_fails(run: Run) -> None:
+    """A process that led for seconds without ever logging 'elected' is reported."""
+    a = run.worker("a")
+    run.line(a, 0.1, "started", state="follower", term=0, leader=None)
+    run.lead(a, 1, 0.2, 3.0)
+    run.line(a, 0.21, "elected", term=1)
+    run.lead(a, 2, 4.0, 6.0)
+    run.harness_event(6.1, "teardown")
+    run.line(a, 6.2, "exit")
+    report = run.check()
+    assert [m["term"] for m in report.missed_signals] == [2]
+    assert not report.ok
+
+
+def test_clean_run_calls_every_elected_receiver(run: Run) -> None:
+    """In the clean run every leadership reached its elected receiver."""
+    assert clean_run(run).check().missed_signals == []
