@@ -28,16 +28,18 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-__all__ = ["ENV_VAR", "FakeClock", "RedisServer", "find_redis_server"]
+__all__ = ["ENV_VAR", "FakeClock", "RedisServer", "find_redis_server", "wait_until"]
+
+T = TypeVar("T")
 
 ENV_VAR = "RAFTREDIS_REDIS_SERVER"
 """Environment variable naming the ``redis-server`` binary to use."""
@@ -536,3 +538,30 @@ class FakeClock:
         if not math.isfinite(t) or t < self.now:
             raise ValueError(f"cannot set a clock back from {self.now!r} to {t!r}")
         self.now = float(t)
+
+
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float = 5.0,
+    message: str | Callable[[], str] = "",
+    *,
+    interval: float = 0.005,
+) -> T:
+    """Poll ``predicate`` until it returns something truthy, and return that value.
+
+    For tests: wait for a condition with a deadline instead of sleeping a fixed
+    time. After ``timeout`` seconds it raises ``AssertionError`` naming the
+    predicate and ``message`` (a string, or a callable for a costly one).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            text = message() if callable(message) else message
+            name = getattr(predicate, "__name__", repr(predicate))
+            raise AssertionError(
+                f"condition {name} not met within {timeout:g} s" + (f": {text}" if text else "")
+            )
+        time.sleep(interval)

@@ -38,7 +38,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, TypeVar
@@ -50,7 +50,7 @@ from proxy import TcpProxy
 
 from raftredis import Timings
 from raftredis.store import KeySpace, LeaseRecord, parse_lease
-from raftredis.testing import RedisServer
+from raftredis.testing import RedisServer, wait_until
 
 T = TypeVar("T")
 
@@ -80,28 +80,6 @@ def report_dir() -> Path:
     return Path(os.environ.get("CHAOS_REPORT_DIR") or REPO / ".chaos")
 
 
-def wait_until(
-    predicate: Callable[[], T],
-    timeout: float,
-    message: str | Callable[[], str] = "",
-    interval: float = 0.01,
-) -> T:
-    """Poll ``predicate`` until it returns something truthy; return that value.
-
-    Raises AssertionError, saying what was awaited, after ``timeout`` seconds.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            text = message() if callable(message) else message
-            name = getattr(predicate, "__name__", repr(predicate))
-            raise AssertionError(
-                f"{name} not met within {timeout:g} s" + (f": {text}" if text else "")
-            )
-        time.sleep(interval)
 
 
 def leftover_processes() -> list[psutil.Process]:

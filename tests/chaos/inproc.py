@@ -29,7 +29,7 @@ import pytest
 import redis
 
 from raftredis import Candidate
-from raftredis.testing import RedisServer
+from raftredis.testing import RedisServer, wait_until
 
 T = TypeVar("T")
 
@@ -49,28 +49,6 @@ def scaled(short: T, full: T) -> T:
 # ------------------------------------------------------------------ polling
 
 
-def wait_until(
-    predicate: Callable[[], T],
-    timeout: float = 5.0,
-    interval: float = 0.005,
-    message: str | Callable[[], str] = "",
-) -> T:
-    """Poll ``predicate`` until it returns something truthy; return that value.
-
-    Raises AssertionError (saying what was awaited) after ``timeout`` seconds.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            text = message() if callable(message) else message
-            name = getattr(predicate, "__name__", repr(predicate))
-            raise AssertionError(
-                f"condition {name} not met within {timeout:g} s" + (f": {text}" if text else "")
-            )
-        time.sleep(interval)
 
 
 def stays(predicate: Callable[[], Any], seconds: float, interval: float = 0.005) -> int:

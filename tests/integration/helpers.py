@@ -28,6 +28,7 @@ import pytest
 import redis
 
 from raftredis import Candidate, State
+from raftredis.testing import wait_until
 
 T = TypeVar("T")
 
@@ -38,28 +39,6 @@ THREAD_PREFIX = "raftredis-"
 # ------------------------------------------------------------------ polling
 
 
-def wait_until(
-    predicate: Callable[[], T],
-    timeout: float = 5.0,
-    interval: float = 0.005,
-    message: str | Callable[[], str] = "",
-) -> T:
-    """Poll ``predicate`` until it returns something truthy; return that value.
-
-    Raises AssertionError (saying what was awaited) after ``timeout`` seconds.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            text = message() if callable(message) else message
-            name = getattr(predicate, "__name__", repr(predicate))
-            raise AssertionError(
-                f"condition {name} not met within {timeout:g} s" + (f": {text}" if text else "")
-            )
-        time.sleep(interval)
 
 
 def timed_wait(predicate: Callable[[], Any], timeout: float = 5.0, message: str = "") -> float:
