@@ -27,17 +27,30 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-__all__ = ["ENV_VAR", "FakeClock", "RedisServer", "find_redis_server", "wait_until"]
+if TYPE_CHECKING:
+    from .candidate import Candidate
+
+__all__ = [
+    "ENV_VAR",
+    "FakeClock",
+    "ReceivedSignal",
+    "RedisServer",
+    "SignalRecorder",
+    "find_redis_server",
+    "wait_until",
+]
 
 T = TypeVar("T")
 
@@ -390,9 +403,9 @@ class RedisServer:
         output = subprocess.run(
             [binary, "--version"], capture_output=True, text=True, check=True, timeout=10
         ).stdout
-        for field in output.split():
-            if field.startswith("v="):
-                return field[2:]
+        for word in output.split():
+            if word.startswith("v="):
+                return word[2:]
         raise RuntimeError(f"cannot read a version in {output!r}")
 
     # -- internals -------------------------------------------------------
@@ -565,3 +578,87 @@ def wait_until(
                 f"condition {name} not met within {timeout:g} s" + (f": {text}" if text else "")
             )
         time.sleep(interval)
+
+
+@dataclass(frozen=True)
+class ReceivedSignal:
+    """One signal as a :class:`SignalRecorder` saw it, with the thread it arrived on."""
+
+    name: str
+    sender: Any
+    kwargs: dict[str, Any]
+    thread: str
+    at: float = field(default_factory=time.monotonic)
+
+
+class SignalRecorder:
+    """Records the signals of Candidates, from any thread, in arrival order.
+
+    For tests: ``recorder = SignalRecorder().connect(candidate, "elected",
+    "message")``, then ``recorder.wait_for("elected")``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: list[ReceivedSignal] = []
+
+    def receiver(self, name: str) -> Callable[..., None]:
+        """A receiver that records every call as a signal called ``name``."""
+
+        def receive(sender: Any, **kwargs: Any) -> None:
+            event = ReceivedSignal(name, sender, dict(kwargs), threading.current_thread().name)
+            with self._lock:
+                self._events.append(event)
+
+        receive.__name__ = f"record_{name}"
+        return receive
+
+    def connect(self, candidate: Candidate, *names: str) -> SignalRecorder:
+        """Connect a recording receiver to each named signal of ``candidate`` (via on())."""
+        for name in names:
+            candidate.on(name, self.receiver(name))
+        return self
+
+    @property
+    def events(self) -> list[ReceivedSignal]:
+        """Everything recorded so far."""
+        with self._lock:
+            return list(self._events)
+
+    def of(
+        self, name: str, predicate: Callable[[ReceivedSignal], bool] = lambda e: True
+    ) -> list[ReceivedSignal]:
+        """The recorded signals called ``name`` that match ``predicate``."""
+        return [e for e in self.events if e.name == name and predicate(e)]
+
+    def wait_for(
+        self,
+        name: str,
+        predicate: Callable[[ReceivedSignal], bool] = lambda e: True,
+        timeout: float = 5.0,
+        count: int = 1,
+    ) -> ReceivedSignal:
+        """Wait until ``count`` matching signals arrived; return the last of them."""
+
+        def enough() -> ReceivedSignal | None:
+            hits = self.of(name, predicate)
+            return hits[count - 1] if len(hits) >= count else None
+
+        found = wait_until(
+            enough,
+            timeout,
+            lambda: f"{name} x{count}; recorded: {[(e.name, e.kwargs) for e in self.events][-20:]}",
+        )
+        assert found is not None  # wait_until returns only truthy values
+        return found
+
+    def clear(self) -> None:
+        """Forget everything recorded so far."""
+        with self._lock:
+            self._events.clear()
+
+    def take(self) -> list[ReceivedSignal]:
+        """Return and forget everything recorded so far."""
+        with self._lock:
+            events, self._events = self._events, []
+            return events

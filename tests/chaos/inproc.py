@@ -22,14 +22,15 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pytest
 import redis
 
 from raftredis import Candidate
+from raftredis.testing import ReceivedSignal as Received  # noqa: F401 (re-exported)
 from raftredis.testing import RedisServer, wait_until
+from raftredis.testing import SignalRecorder as Recorder  # noqa: F401 (re-exported)
 
 T = TypeVar("T")
 
@@ -69,76 +70,6 @@ def unique_kind(prefix: str) -> str:
 
 
 # ----------------------------------------------------------------- signals
-
-
-@dataclass(frozen=True)
-class Received:
-    name: str
-    kwargs: dict[str, Any]
-    thread: str
-    at: float = field(default_factory=time.monotonic)
-
-
-class Recorder:
-    """Collects signals from any thread, in arrival order."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._events: list[Received] = []
-
-    def receiver(self, name: str) -> Callable[..., None]:
-        def receive(sender: Any, **kwargs: Any) -> None:
-            with self._lock:
-                self._events.append(Received(name, dict(kwargs), threading.current_thread().name))
-
-        receive.__name__ = f"record_{name}"
-        return receive
-
-    def connect(self, candidate: Candidate, *names: str) -> Recorder:
-        for name in names:
-            candidate.on(name, self.receiver(name))
-        return self
-
-    @property
-    def events(self) -> list[Received]:
-        with self._lock:
-            return list(self._events)
-
-    def of(
-        self, name: str, predicate: Callable[[Received], bool] = lambda e: True
-    ) -> list[Received]:
-        return [e for e in self.events if e.name == name and predicate(e)]
-
-    def wait_for(
-        self,
-        name: str,
-        predicate: Callable[[Received], bool] = lambda e: True,
-        timeout: float = 5.0,
-        count: int = 1,
-    ) -> Received:
-        """Wait until ``count`` matching events of ``name`` arrived; return the last of them."""
-
-        def enough() -> Received | None:
-            hits = self.of(name, predicate)
-            return hits[count - 1] if len(hits) >= count else None
-
-        return wait_until(
-            enough,
-            timeout=timeout,
-            message=lambda: (
-                f"{name} x{count}; recorded: {[(e.name, e.kwargs) for e in self.events][-20:]}"
-            ),
-        )
-
-    def clear(self) -> None:
-        with self._lock:
-            self._events.clear()
-
-    def take(self) -> list[Received]:
-        """Return and forget everything recorded so far."""
-        with self._lock:
-            events, self._events = self._events, []
-        return events
 
 
 # ----------------------------------------------------------------- threads

@@ -21,13 +21,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pytest
 import redis
 
 from raftredis import Candidate, State
+from raftredis.testing import ReceivedSignal as Received  # noqa: F401 (re-exported)
+from raftredis.testing import SignalRecorder as Recorder  # noqa: F401 (re-exported)
 from raftredis.testing import wait_until
 
 T = TypeVar("T")
@@ -151,72 +152,6 @@ def agree_on_leader(candidates: list[Candidate]) -> str | None:
 
 
 # ----------------------------------------------------------------- signals
-
-
-@dataclass(frozen=True)
-class Received:
-    name: str
-    sender: Any
-    kwargs: dict[str, Any]
-    thread: str
-    at: float = field(default_factory=time.monotonic)
-
-
-class Recorder:
-    """Collects signals from any thread; tests wait for them with :meth:`wait_for`."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._events: list[Received] = []
-
-    def receiver(self, name: str) -> Callable[..., None]:
-        def receive(sender: Any, **kwargs: Any) -> None:
-            with self._lock:
-                self._events.append(
-                    Received(name, sender, dict(kwargs), threading.current_thread().name)
-                )
-
-        receive.__name__ = f"record_{name}"
-        return receive
-
-    def connect(self, candidate: Candidate, *names: str) -> Recorder:
-        """Connect a recording receiver to each named signal of ``candidate`` (via on())."""
-        for name in names:
-            candidate.on(name, self.receiver(name))
-        return self
-
-    @property
-    def events(self) -> list[Received]:
-        with self._lock:
-            return list(self._events)
-
-    def of(
-        self, name: str, predicate: Callable[[Received], bool] = lambda e: True
-    ) -> list[Received]:
-        return [e for e in self.events if e.name == name and predicate(e)]
-
-    def wait_for(
-        self,
-        name: str,
-        predicate: Callable[[Received], bool] = lambda e: True,
-        timeout: float = 5.0,
-        count: int = 1,
-    ) -> Received:
-        """Wait until ``count`` matching events of ``name`` arrived; return the last of them."""
-        found = wait_until(
-            lambda: (lambda hits: hits[count - 1] if len(hits) >= count else None)(
-                self.of(name, predicate)
-            ),
-            timeout=timeout,
-            message=lambda: (
-                f"{name} x{count}; recorded: {[(e.name, e.kwargs) for e in self.events]}"
-            ),
-        )
-        return found
-
-    def clear(self) -> None:
-        with self._lock:
-            self._events.clear()
 
 
 # ------------------------------------------------------------ raw channels
