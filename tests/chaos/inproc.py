@@ -206,3 +206,25 @@ def one_leader(candidates: list[Candidate]) -> Candidate | None:
     if any(c.leader_id != leader.id for c in candidates):
         return None
     return leader
+
+
+@pytest.fixture(name="group")
+def group_fixture(
+    request: pytest.FixtureRequest, own_redis: RedisServer, escaped: EscapedExceptions
+) -> Iterator[Candidates]:
+    """A group of Candidates of a fresh kind (named after the test module) on the
+    module's own Redis; afterwards no exception may have escaped a thread."""
+    prefix = request.module.__name__.rsplit("_", 1)[-1][:8]
+    with Candidates(own_redis.url, unique_kind(prefix)) as g:
+        yield g
+    escaped.assert_none()
+
+
+@pytest.fixture(name="admin")
+def admin_fixture(own_redis: RedisServer) -> Iterator[redis.Redis]:
+    """A plain redis-py client to the module's own Redis."""
+    client = admin_client(own_redis)
+    try:
+        yield client
+    finally:
+        client.close()

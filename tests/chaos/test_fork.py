@@ -34,7 +34,9 @@ from inproc import (  # noqa: F401
     EscapedExceptions,
     Recorder,
     admin_client,
+    admin_fixture,
     escaped_fixture,
+    group_fixture,
     no_leaked_threads_fixture,
     own_redis_fixture,
     unique_kind,
@@ -52,20 +54,6 @@ pytestmark = [
 HERE = Path(__file__).resolve().parent
 
 
-@pytest.fixture
-def group(own_redis: RedisServer, escaped: EscapedExceptions) -> Iterator[Candidates]:
-    with Candidates(own_redis.url, unique_kind("fork")) as g:
-        yield g
-    escaped.assert_none()
-
-
-@pytest.fixture
-def admin(own_redis: RedisServer) -> Iterator[redis.Redis]:
-    client = admin_client(own_redis)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 # ------------------------------------------------------------ child plumbing

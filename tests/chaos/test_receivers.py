@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,7 +29,9 @@ from inproc import (  # noqa: F401
     EscapedExceptions,
     Recorder,
     admin_client,
+    admin_fixture,
     escaped_fixture,
+    group_fixture,
     no_leaked_threads_fixture,
     one_leader,
     own_redis_fixture,
@@ -39,7 +40,6 @@ from inproc import (  # noqa: F401
 )
 
 from raftredis import ReceiverError, SignalOverflowError
-from raftredis.testing import RedisServer
 
 DISPATCH = "raftredis-dispatch-"
 MESSAGES = "raftredis-messages-"
@@ -48,20 +48,6 @@ BLOCK = 3 * LEASE_TTL
 pytestmark = pytest.mark.usefixtures("no_leaked_threads")
 
 
-@pytest.fixture
-def group(own_redis: RedisServer, escaped: EscapedExceptions) -> Iterator[Candidates]:
-    with Candidates(own_redis.url, unique_kind("recv")) as g:
-        yield g
-    escaped.assert_none()
-
-
-@pytest.fixture
-def admin(own_redis: RedisServer) -> Iterator[redis.Redis]:
-    client = admin_client(own_redis)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def lease_expiry(admin: redis.Redis, kind: str) -> int | None:
