@@ -11,6 +11,7 @@ from . import signals
 from .candidate import Candidate
 from .errors import (
     BackendError,
+    BatchError,
     ConfigurationError,
     LeaderTimeoutError,
     MessageError,
@@ -22,18 +23,21 @@ from .errors import (
 )
 from .leader_work import Leadership
 from .models import Instance, Message, Scope, State
+from .outbox import MessageBatch
 from .timing import Timings
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BackendError",
+    "BatchError",
     "Candidate",
     "ConfigurationError",
     "Instance",
     "LeaderTimeoutError",
     "Leadership",
     "Message",
+    "MessageBatch",
     "MessageError",
     "NotRunningError",
     "ProtocolError",

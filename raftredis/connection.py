@@ -33,8 +33,18 @@ _OURS = ("socket_timeout", "socket_connect_timeout", "retry", "decode_responses"
 #: What is taken from a user's redis.Redis: where and who, nothing about behaviour
 #: (redis-py 8 also keeps e.g. RESP3-only maintenance-notification settings there).
 _FROM_CLIENT = frozenset(
-    {"host", "port", "db", "username", "password", "credential_provider", "path",
-     "client_name", "encoding", "encoding_errors"}
+    {
+        "host",
+        "port",
+        "db",
+        "username",
+        "password",
+        "credential_provider",
+        "path",
+        "client_name",
+        "encoding",
+        "encoding_errors",
+    }
 )
 
 

@@ -7,6 +7,7 @@ The tree::
     ├── NotRunningError (RuntimeError)    call needs a started, unforked Candidate
     ├── MessageError (ValueError)         payload not JSON, or too large
     ├── BackendError                      Redis could not be reached or failed
+    │   └── BatchError                    ... part way through a MessageBatch
     ├── LeaderTimeoutError (TimeoutError) wait_for_leader() ran out of time
     ├── ProtocolError                     something on the kind's channels was
     │                                     dropped (reported, never raised)
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackendError",
+    "BatchError",
     "ConfigurationError",
     "LeaderTimeoutError",
     "MessageError",
@@ -56,6 +58,20 @@ class BackendError(RaftRedisError):
 
     The redis-py exception is kept as ``__cause__``.
     """
+
+
+class BatchError(BackendError):
+    """Redis failed part way through :meth:`MessageBatch.send() <raftredis.MessageBatch.send>`.
+
+    ``counts[i]`` is the receiver count of message ``i`` if it is known to
+    have been published, else None; the last ``not_sent`` messages were
+    certainly not published. Nothing was retried.
+    """
+
+    def __init__(self, message: str, *, counts: list[int | None], not_sent: int) -> None:
+        super().__init__(message)
+        self.counts = counts
+        self.not_sent = not_sent
 
 
 class LeaderTimeoutError(RaftRedisError, TimeoutError):

@@ -8,7 +8,6 @@ reported as a :class:`~raftredis.errors.ProtocolError` on this thread.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +17,7 @@ from .dispatch import deliver, report_error
 from .errors import ProtocolError
 from .models import Message, Scope
 from .store import KeySpace
-from .wire import VERSION, WireError, decode_envelope
+from .wire import WireError, decode_envelope, envelope_head
 
 __all__ = ["Inbox"]
 
@@ -46,10 +45,7 @@ class Inbox:
         self._is_leader = is_leader
         # Our own broadcasts come back to us: recognise them by the head our
         # encoder writes, before paying for a decode.
-        self._own_head = (
-            f'{{"v":{VERSION},"kind":{json.dumps(keys.kind, ensure_ascii=False)},'
-            f'"from":{json.dumps(member_id, ensure_ascii=False)},'
-        ).encode()
+        self._own_head = envelope_head(keys.kind, member_id).encode()
         # The channel set is fixed; role-based filtering happens on receipt.
         self._scopes: dict[str, tuple[Scope, ...]] = {
             keys.all: (Scope.ALL,),

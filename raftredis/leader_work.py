@@ -14,7 +14,6 @@ __all__ = ["LeaderFunction", "LeaderWork", "Leadership"]
 log = logging.getLogger("raftredis")
 
 
-
 class Leadership(threading.Event):
     """The stop event handed to a ``while_leader`` function.
 

@@ -19,6 +19,7 @@ from redis.commands.core import Script
 from .errors import BackendError
 
 __all__ = [
+    "SEND_TO_LEADER_SCRIPT",
     "AcquireReply",
     "HeartbeatReply",
     "KeySpace",
@@ -162,8 +163,10 @@ def _load_lua(name: str) -> str:
     return f"{lib}\n{body}"
 
 
-_SCRIPT_NAMES = ("acquire", "renew", "resign", "leave", "heartbeat", "members", "send_to_leader")
+_SCRIPT_NAMES = ("acquire", "renew", "resign", "leave", "heartbeat", "members")
 _SCRIPT_TEXT = {name: _load_lua(name) for name in _SCRIPT_NAMES}
+#: Run by the Outbox (outbox.py), which sends user messages.
+SEND_TO_LEADER_SCRIPT = _load_lua("send_to_leader")
 
 
 def _score_ms(value: Any) -> int | None:
@@ -182,7 +185,8 @@ class RedisStore:
     """All Redis I/O of one Candidate.
 
     ``commands`` is used for everything that may be retried once;
-    ``publisher`` (no retries) for anything that publishes a user message.
+    ``publisher`` (no retries) for what publishes a notice with a change.
+    User messages go through the Outbox (outbox.py).
     """
 
     def __init__(
@@ -195,7 +199,6 @@ class RedisStore:
         self._scripts: dict[str, Script] = {
             name: commands.register_script(text) for name, text in _SCRIPT_TEXT.items()
         }
-        self._send_to_leader = publisher.register_script(_SCRIPT_TEXT["send_to_leader"])
 
     # ------------------------------------------------------------ election
 
@@ -204,9 +207,7 @@ class RedisStore:
         seconds, micros = self._call("reading the server time", self.commands.time)
         return int(seconds) * 1000 + int(micros) // 1000
 
-    def heartbeat_full(
-        self, record: str, member_expiry_ms: int, mode: str = ""
-    ) -> HeartbeatReply:
+    def heartbeat_full(self, record: str, member_expiry_ms: int, mode: str = "") -> HeartbeatReply:
         """Refresh membership by server time, write our record, prune, read the lease.
 
         ``mode`` "join" refuses (``taken``) when a live member already has our
@@ -316,24 +317,6 @@ class RedisStore:
             pipe.execute()
 
         self._call("storing meta", run)
-
-    # ----------------------------------------------------------- messaging
-
-    def publish(self, channel: str, data: bytes) -> int:
-        """PUBLISH once (never retried); returns how many subscribers got it."""
-        return int(self._call("publishing", self.publisher.publish, channel, data))
-
-    def publish_to_leader(self, data: bytes) -> tuple[str | None, int]:
-        """Publish to whoever holds the lease right now, in one script."""
-        k = self.keys
-
-        def run() -> Any:
-            return self._send_to_leader(
-                keys=[k.leader], args=[k.inbox_prefix, data, self.member_id]
-            )
-
-        leader, count = self._call("sending to the leader", run)
-        return (None if leader is None else _text(leader)), int(count)
 
     # ------------------------------------------------------------ plumbing
 

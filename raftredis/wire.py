@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import itertools
 import json
 import math
 import re
@@ -24,6 +25,7 @@ __all__ = [
     "ControlMessage",
     "ControlType",
     "Envelope",
+    "EnvelopeWriter",
     "MemberRecord",
     "WireError",
     "decode_control",
@@ -32,6 +34,7 @@ __all__ = [
     "encode_envelope",
     "encode_meta_notice",
     "encode_record",
+    "envelope_head",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -126,6 +129,38 @@ class Envelope:
     payload: Any
 
 
+def envelope_head(kind: str, sender_id: str) -> str:
+    """The text every envelope from ``sender_id`` starts with (its listener drops its own)."""
+    return f'{{"v":{VERSION},"kind":{_dumps(kind)},"from":{_dumps(sender_id)},'
+
+
+class EnvelopeWriter:
+    """Encodes one sender's envelopes. The constant head is encoded once, not per message.
+
+    The output is the same JSON :func:`encode_envelope` writes, put together
+    with one f-string: building and dumping a dict per message cost more than
+    the publish itself spends in Python.
+    """
+
+    def __init__(self, kind: str, sender_id: str, max_bytes: int) -> None:
+        self.head = envelope_head(kind, sender_id)
+        self._scope_at = f'{self.head}"scope":"'
+        self._sender_id = sender_id
+        self._max_bytes = max_bytes
+        self._seq = itertools.count(1)
+
+    def encode(self, scope: Scope, term: int, leader: bool, sent_at: float, payload: Any) -> bytes:
+        """Encode one message; raise :class:`MessageError` if the payload is not JSON or too big."""
+        body = check_json(payload, "the payload")
+        message_id = f"{self._sender_id}-{next(self._seq)}"  # ids need no JSON escaping
+        return _finish(
+            f'{self._scope_at}{scope.value}","term":{term:d},'
+            f'"leader":{"true" if leader else "false"},"id":"{message_id}",'
+            f'"ts":{float(sent_at)!r},"payload":{body}}}',
+            self._max_bytes,
+        )
+
+
 def encode_envelope(envelope: Envelope, max_bytes: int) -> bytes:
     """Encode ``envelope``; raise :class:`MessageError` if the payload is not JSON or too big."""
     body = check_json(envelope.payload, "the payload")
@@ -142,7 +177,11 @@ def encode_envelope(envelope: Envelope, max_bytes: int) -> bytes:
         }
     )
     # Splice the payload in rather than encoding the whole dict twice.
-    data = utf8(f'{head[:-1]},"payload":{body}}}', "the payload")
+    return _finish(f'{head[:-1]},"payload":{body}}}', max_bytes)
+
+
+def _finish(text: str, max_bytes: int) -> bytes:
+    data = utf8(text, "the payload")
     if len(data) > max_bytes:
         raise MessageError(
             f"the message is {len(data)} bytes encoded, over max_message_bytes={max_bytes}; "

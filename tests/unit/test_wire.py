@@ -11,6 +11,7 @@ from raftredis.models import Scope
 from raftredis.wire import (
     ControlType,
     Envelope,
+    EnvelopeWriter,
     MemberRecord,
     WireError,
     decode_control,
@@ -40,6 +41,33 @@ def raw_envelope(**changes: object) -> bytes:
 
 
 class TestEnvelope:
+    @pytest.mark.parametrize("kind", ["svc", 'we"ird\\kïnd ☃'])
+    @pytest.mark.parametrize("scope", list(Scope))
+    @pytest.mark.parametrize("sent_at", [1.5, 1764190000.123456, 1e-7])
+    def test_the_fast_writer_writes_what_encode_envelope_writes(
+        self, kind: str, scope: Scope, sent_at: float
+    ) -> None:
+        """EnvelopeWriter (one f-string) and encode_envelope (a dict) give the same bytes."""
+        writer = EnvelopeWriter(kind, "node-1", 1 << 20)
+        for leader, term, seq in ((True, 9, 1), (False, 2**53 - 1, 2)):
+            payload = {"a": [1, "ü", None], "b": 'q"uote'}
+            fast = writer.encode(scope, term, leader, sent_at, payload)
+            slow = encode_envelope(
+                Envelope(kind, "node-1", scope, term, leader, f"node-1-{seq}", sent_at, payload),
+                1 << 20,
+            )
+            assert fast == slow
+            assert decode_envelope(fast, kind=kind, max_bytes=1 << 20).message_id == f"node-1-{seq}"
+
+    def test_the_fast_writer_refuses_what_encode_envelope_refuses(self) -> None:
+        writer = EnvelopeWriter(KIND, "a", 1024)
+        with pytest.raises(MessageError, match="JSON-serialisable"):
+            writer.encode(Scope.ALL, 1, False, 1.0, float("nan"))
+        with pytest.raises(MessageError, match="max_message_bytes=1024"):
+            writer.encode(Scope.ALL, 1, False, 1.0, "x" * 2000)
+        with pytest.raises(MessageError, match="not valid Unicode"):
+            writer.encode(Scope.ALL, 1, False, 1.0, "\ud800")
+
     @pytest.mark.parametrize(
         "payload", [None, 0, 1.5, "text", "ünïcødé ☃", [1, [2]], {"a": {"b": None}}, True]
     )
