@@ -4,7 +4,7 @@ Round trip: A ``message_to`` B; B's receiver answers with ``message_to`` A
 from its listener thread; A's receiver hands the answer to the waiting main
 thread through a ``queue.SimpleQueue``. The baseline is the same exchange
 written by hand: two redis-py clients, each with a pub/sub connection
-(``run_in_thread``, the same ``sleep_time``), JSON encoded with
+(``run_in_thread``), JSON encoded with
 ``json.dumps`` on send and decoded with ``json.loads`` on receipt on both
 sides, the same queue. Run twice: with B in a child process (as two
 instances of a service are), and with A and B in this process (they then
@@ -16,8 +16,16 @@ calls; one subscriber (in the child process) counts them and reports when it
 has all N. Timed from the first send until that report (and, separately,
 until the sender's last call returned). Baseline: N sequential redis-py
 ``publish`` of ``json.dumps`` payloads, a raw subscriber in the child
-decoding and counting. raftredis has no pipelined bulk send API yet, so this
-is what an application can do today.
+decoding and counting. A second baseline does the same with the sender also
+subscribed to the channel it publishes on, as every member of a service
+listening on a broadcast channel is (a raftredis sender receives its own
+broadcasts and drops them; the raw one is given a subscriber that does
+nothing at all, the cheapest possible).
+
+Bulk: ``Candidate.batch()`` with N messages (``message_to`` the subscriber,
+and ``message_all``), timed from the first message added until ``send()``
+returned (the sender's rate) and until the subscriber had all N. Baseline:
+a redis-py ``pipeline(transaction=False)`` of N ``publish(json.dumps(...))``.
 """
 
 from __future__ import annotations
@@ -50,7 +58,9 @@ from .common import (
 )
 
 BENCH = "messaging"
-SLEEP_TIME = 0.1  # raftredis' listeners use run_in_thread(sleep_time=0.1) too
+# How long the raw listeners block per read. A message wakes a reader at once
+# whatever this is (raftredis' listeners use 1.0 s); 0.1 s lets close() end fast.
+SLEEP_TIME = 0.1
 REPLY_TIMEOUT = 2.0
 X_RT_KIND, X_TPUT_KIND = "msg-rt-x", "msg-tput-x"
 
@@ -122,7 +132,7 @@ def echo_main(url: str) -> None:
 
         return done
 
-    counters = {"rr": Counter(report("rr")), "raw": Counter(report("raw"))}
+    counters = {name: Counter(report(name)) for name in ("rr", "raw", "rawm")}
     try:
         b = Candidate(redis=url, kind=X_RT_KIND).start()
         cands.append(b)
@@ -132,8 +142,9 @@ def echo_main(url: str) -> None:
         r.on("message", lambda sender, message, **extra: counters["rr"].hit())
         peers.append(RawPeer(url, "xraw:b", lambda peer, data: peer.send("xraw:a", data)))
         peers.append(RawPeer(url, "xraw:all", lambda peer, data: counters["raw"].hit()))
+        peers.append(RawPeer(url, "xraw:allm", lambda peer, data: counters["rawm"].hit()))
         with lock:
-            emit("ready", b_id=b.id)
+            emit("ready", b_id=b.id, r_id=r.id)
         for cmd in commands():
             if cmd.get("cmd") == "expect":
                 counter = counters[cmd["variant"]]
@@ -220,6 +231,44 @@ def _tput_block(
     return count / (t_done - t0), count / (t_sent - t0), lost
 
 
+def _bulk_block(
+    send_batch: Callable[[list[dict[str, Any]]], object], child: Child, variant: str, count: int
+) -> tuple[float, float, int]:
+    """One batch of ``count``, counted in the child; (end-to-end msg/s, sender msg/s, lost)."""
+    child.send({"cmd": "expect", "variant": variant, "n": count})
+    child.expect("armed", timeout=10)
+    perf = time.perf_counter
+    t0 = perf()
+    send_batch(
+        [{"op": "tick", "seq": seq, "body": "hello from the sender"} for seq in range(count)]
+    )
+    t_sent = perf()
+    try:
+        child.expect("done", timeout=60)
+        lost = 0
+    except TimeoutError:
+        child.send({"cmd": "count"})
+        lost = count - int(child.expect("count", timeout=10)[variant])
+    t_done = perf()
+    return count / (t_done - t0), count / (t_sent - t0), lost
+
+
+class SilentSubscriber:
+    """A redis-py subscriber that ignores what it gets: the cheapest listener there is."""
+
+    def __init__(self, url: str, channel: str) -> None:
+        self.client = redis.Redis.from_url(url)
+        self._pubsub = self.client.pubsub()  # type: ignore[no-untyped-call]
+        self._pubsub.subscribe(**{channel: lambda message: None})
+        self._thread = self._pubsub.run_in_thread(sleep_time=SLEEP_TIME, daemon=True)
+
+    def close(self) -> None:
+        self._thread.stop()
+        self._thread.join(1.0)
+        self._pubsub.close()
+        self.client.close()
+
+
 def run(cfg: Config) -> list[Figure]:
     total = cfg.trials(1000, 5000)
     block = max(50, min(500, total // 4))
@@ -230,12 +279,13 @@ def run(cfg: Config) -> list[Figure]:
     with redis_server() as server, children() as procs:
         url = server.url
         cands: list[Candidate] = []
-        peers: list[RawPeer] = []
+        peers: list[RawPeer | SilentSubscriber] = []
         raw_pub = redis.Redis.from_url(url)
         try:
             child = Child("bench.messaging", ["echo", url])
             procs.append(child)
-            b_id = str(child.expect("ready", timeout=30)["b_id"])
+            ready = child.expect("ready", timeout=30)
+            b_id, r_id = str(ready["b_id"]), str(ready["r_id"])
 
             # --- round trip, B in the child process
             a_x = Candidate(redis=url, kind=X_RT_KIND).start()
@@ -304,38 +354,56 @@ def run(cfg: Config) -> list[Figure]:
             def raw_all(payload: dict[str, Any]) -> object:
                 return raw_pub.publish("xraw:all", json.dumps(payload))
 
+            def raw_member_all(payload: dict[str, Any]) -> object:
+                return raw_pub.publish("xraw:allm", json.dumps(payload))
+
+            # The raw "member" sender listens on its broadcast channel, doing nothing.
+            peers.append(SilentSubscriber(url, "xraw:allm"))
+            tput_variants: list[tuple[str, str, Callable[[dict[str, Any]], object]]] = [
+                ("rr", "rr", rr_all),
+                ("raw", "raw", raw_all),
+                ("rawm", "rawm", raw_member_all),
+            ]
             log(f"messaging: throughput, {tput_rounds} x {tput_n} messages each, interleaved")
-            _tput_block(rr_all, child, "rr", 200)  # warm-up
-            _tput_block(raw_all, child, "raw", 200)
-            e2e: dict[str, list[float]] = {"rr": [], "raw": []}
-            calls: dict[str, list[float]] = {"rr": [], "raw": []}
-            t_lost = {"rr": 0, "raw": 0}
+            for _, variant, send in tput_variants:
+                _tput_block(send, child, variant, 200)  # warm-up
+            e2e: dict[str, list[float]] = {name: [] for name, _, _ in tput_variants}
+            calls: dict[str, list[float]] = {name: [] for name, _, _ in tput_variants}
+            t_lost = dict.fromkeys(e2e, 0)
             for r in range(tput_rounds):
-                variants = [("rr", rr_all), ("raw", raw_all)]
-                for name, send in variants if r % 2 == 0 else variants[::-1]:
-                    rate, call_rate, n_lost = _tput_block(send, child, name, tput_n)
+                order = tput_variants if r % 2 == 0 else tput_variants[::-1]
+                for name, variant, send in order:
+                    rate, call_rate, n_lost = _tput_block(send, child, variant, tput_n)
                     e2e[name].append(rate)
                     calls[name].append(call_rate)
                     t_lost[name] += n_lost
             note = (
-                "sequential calls, one at a time: there is no pipelined bulk send API "
-                f"yet; the subscriber runs in another process; lost: raftredis "
-                f"{t_lost['rr']}, raw {t_lost['raw']}"
+                "sequential calls, one at a time; the subscriber runs in another process; "
+                f"lost: raftredis {t_lost['rr']}, raw {t_lost['raw']}, raw member {t_lost['rawm']}"
             )
-            figures.append(
-                Figure(
-                    BENCH,
-                    f"message_all x {tput_n}, until the subscriber has all",
-                    "msg/s",
-                    e2e["rr"],
-                    baseline_name="raw publish + json",
-                    baseline_samples=e2e["raw"],
-                    checks=[Check("ratio", ">=", 0.9)],
-                    higher_is_better=True,
-                    notes=note,
-                    extra={"lost": t_lost, "messages": tput_n},
+            for base, base_name, checks, what in (
+                ("raw", "raw publish + json", [Check("ratio", ">=", 0.9)], ""),
+                (
+                    "rawm",
+                    "raw publish + json, sender subscribed",
+                    [],
+                    ", against a sender that also listens (like a member)",
+                ),
+            ):
+                figures.append(
+                    Figure(
+                        BENCH,
+                        f"message_all x {tput_n}, until the subscriber has all{what}",
+                        "msg/s",
+                        e2e["rr"],
+                        baseline_name=base_name,
+                        baseline_samples=e2e[base],
+                        checks=checks,
+                        higher_is_better=True,
+                        notes=note,
+                        extra={"lost": t_lost, "messages": tput_n},
+                    )
                 )
-            )
             figures.append(
                 Figure(
                     BENCH,
@@ -348,6 +416,79 @@ def run(cfg: Config) -> list[Figure]:
                     notes="the sender's loop alone (information)",
                 )
             )
+
+            # --- bulk: one batch of N messages against a redis-py pipeline
+            bulk_n = cfg.pick(5000, 20000) if cfg.trial_override is None else max(100, total)
+            bulk_rounds = cfg.pick(3, 6)
+
+            def rr_batch_to(payloads: list[dict[str, Any]]) -> object:
+                batch = s.batch()
+                for payload in payloads:
+                    batch.message_to(r_id, payload)
+                return batch.send()
+
+            def rr_batch_all(payloads: list[dict[str, Any]]) -> object:
+                batch = s.batch()
+                for payload in payloads:
+                    batch.message_all(payload)
+                return batch.send()
+
+            def raw_pipeline(payloads: list[dict[str, Any]]) -> object:
+                pipe = raw_pub.pipeline(transaction=False)
+                for payload in payloads:
+                    pipe.publish("xraw:all", json.dumps(payload))
+                return pipe.execute()
+
+            bulk_variants: list[tuple[str, str, Callable[[list[dict[str, Any]]], object]]] = [
+                ("to", "rr", rr_batch_to),
+                ("all", "rr", rr_batch_all),
+                ("raw", "raw", raw_pipeline),
+            ]
+            log(f"messaging: bulk, {bulk_rounds} x batches of {bulk_n}, interleaved")
+            for _, variant, send_batch in bulk_variants:
+                _bulk_block(send_batch, child, variant, 500)  # warm-up
+            sender_rate: dict[str, list[float]] = {name: [] for name, _, _ in bulk_variants}
+            bulk_e2e: dict[str, list[float]] = {name: [] for name, _, _ in bulk_variants}
+            b_lost = dict.fromkeys(sender_rate, 0)
+            for r in range(bulk_rounds):
+                order_b = bulk_variants if r % 2 == 0 else bulk_variants[::-1]
+                for name, variant, send_batch in order_b:
+                    rate, sent_rate, n_lost = _bulk_block(send_batch, child, variant, bulk_n)
+                    bulk_e2e[name].append(rate)
+                    sender_rate[name].append(sent_rate)
+                    b_lost[name] += n_lost
+            bulk_note = (
+                f"one batch of {bulk_n} (sent in chunks of 1,000), timed from the first "
+                f"message added; lost: message_to {b_lost['to']}, message_all {b_lost['all']}, "
+                f"raw {b_lost['raw']}"
+            )
+            for name, what in (("to", "message_to"), ("all", "message_all")):
+                figures.append(
+                    Figure(
+                        BENCH,
+                        f"batch of {bulk_n} {what}, sender until send() returned",
+                        "msg/s",
+                        sender_rate[name],
+                        baseline_name="redis-py pipeline of publish + json",
+                        baseline_samples=sender_rate["raw"],
+                        checks=[Check("median", ">=", 30000, "msg/s")],
+                        higher_is_better=True,
+                        notes=bulk_note,
+                    )
+                )
+                figures.append(
+                    Figure(
+                        BENCH,
+                        f"batch of {bulk_n} {what}, until the subscriber has all",
+                        "msg/s",
+                        bulk_e2e[name],
+                        baseline_name="redis-py pipeline of publish + json",
+                        baseline_samples=bulk_e2e["raw"],
+                        higher_is_better=True,
+                        notes="the subscriber (one Candidate, one Python thread decoding and "
+                        "delivering each message to a receiver) is the limit (information)",
+                    )
+                )
         finally:
             for peer in peers:
                 peer.close()
