@@ -93,20 +93,33 @@ def messaging(figures: list[Fig], out: Path) -> Path | None:
     ax1.set_ylabel("fraction of round trips")
     ax1.set_title(f"Round trip (ratios of medians {', '.join(ratios)})")
     ax1.legend(fontsize=7)
-    tput = [f for f in figs if f["unit"] == "msg/s"]
-    xs = range(len(tput))
-    ax2.bar([x - 0.2 for x in xs], [f["median"] for f in tput], width=0.4, label="raftredis")
-    ax2.bar(
-        [x + 0.2 for x in xs],
-        [(f.get("baseline") or {}).get("median", 0) for f in tput],
-        width=0.4,
-        label="raw redis-py",
-    )
-    ax2.set_xticks(list(xs), [f["figure"].split(", ")[-1] for f in tput], fontsize=8)
-    ax2.set_ylabel("messages/s (median)")
-    ax2.set_title("One sender, sequential message_all")
-    ax2.legend(fontsize=8)
+    seq = [f for f in figs if f["unit"] == "msg/s" and "batch" not in f["figure"]]
+    seq = [f for f in seq if "sender calls only" not in f["figure"]]
+    bulk = [f for f in figs if f["unit"] == "msg/s" and "batch" in f["figure"]]
+    labels, ours, theirs = [], [], []
+    for f in seq + bulk:
+        labels.append(_short_label(f["figure"], (f.get("baseline") or {}).get("name", "")))
+        ours.append(f["median"])
+        theirs.append((f.get("baseline") or {}).get("median", 0))
+    ys = range(len(labels))
+    ax2.barh([y + 0.2 for y in ys], ours, height=0.4, label="raftredis")
+    ax2.barh([y - 0.2 for y in ys], theirs, height=0.4, label="raw redis-py (same run)")
+    ax2.set_yticks(list(ys), labels, fontsize=7)
+    ax2.invert_yaxis()
+    ax2.set_xscale("log")
+    ax2.set_xlabel("messages/s, median (log)")
+    ax2.set_title("One sender: sequential calls and batches")
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
     return _save(fig, out / "messaging.png")
+
+
+def _short_label(name: str, baseline: str) -> str:
+    """A bar label from a figure name: what was sent, and how it was timed."""
+    what = name.split(",")[0]
+    timed = "until received" if "subscriber has all" in name else "sender"
+    vs = " (vs subscribed raw sender)" if "subscribed" in baseline else ""
+    return f"{what}, {timed}{vs}"
 
 
 def redis_cost(figures: list[Fig], out: Path) -> Path | None:

@@ -12,7 +12,9 @@ import atexit
 import copy
 import logging
 import os
+import random
 import re
+import socket
 import threading
 import time
 import uuid
@@ -46,6 +48,7 @@ from .store import SEND_TO_LEADER_SCRIPT, KeySpace, RedisStore
 from .timing import Timings
 from .wire import (
     CONTROL_OVERHEAD_BYTES,
+    VERSION,
     MemberRecord,
     WireError,
     check_json,
@@ -65,6 +68,33 @@ F = TypeVar("F", bound=Callable[..., Any])
 _NAME_RE = re.compile(r"[^\s{}:]+")
 _ID_RE = re.compile(r"[A-Za-z0-9._\-]{1,128}")
 _NEW, _RUNNING, _STOPPED = "new", "running", "stopped"
+
+# Joined and meta notices only feed signals. A notice whose signal has no
+# receiver (joined, when only meta_changed is heard, say) is dropped before
+# decoding and before it wakes the heartbeat thread. Only the canonical head
+# is matched: anything else is decoded and checked.
+_SIGNAL_ONLY_NOTICES = (
+    (f'{{"v":{VERSION},"type":"joined",'.encode(), signals.instance_joined),
+    (f'{{"v":{VERSION},"type":"meta",'.encode(), signals.meta_changed),
+)
+
+# The signals fed by the kind's membership channel. Every member hears every
+# start there (N**2 notices when a fleet starts), so a Candidate subscribes to
+# it only while some receiver is connected to one of these signals.
+_MEMBERSHIP_SIGNALS = (signals.instance_joined, signals.meta_changed)
+
+
+def _membership_heard(candidate: Candidate) -> bool:
+    return any(signal.has_receivers_for(candidate) for signal in _MEMBERSHIP_SIGNALS)
+
+
+def _membership_receiver_connected(signal: Any, **kwargs: Any) -> None:
+    for candidate in list(_running_candidates):
+        candidate._hear_membership()
+
+
+for _heard in _MEMBERSHIP_SIGNALS:
+    _heard.receiver_connected.connect(_membership_receiver_connected, sender=_heard, weak=False)
 
 # Candidates running in this process, so a fork can mark them in the child.
 _running_candidates: weakref.WeakSet[Candidate] = weakref.WeakSet()
@@ -179,6 +209,8 @@ class Candidate:
         self._heartbeat: HeartbeatLoop | None = None
         self._dispatcher: Dispatcher | None = None
         self._listeners: list[Listener] = []
+        self._join_sent = False
+        self._hears_membership = False
 
     # ------------------------------------------------------------ properties
 
@@ -260,19 +292,29 @@ class Candidate:
                 )
             limit = self.timings.start_timeout if timeout is None else timeout
             deadline = time.monotonic() + limit
-            try:
-                self._start_parts(deadline, limit)
-            except BaseException as exc:
-                self._teardown(timeout=1.0)
-                if isinstance(exc, (BackendError, ConfigurationError)):
-                    raise
-                if isinstance(exc, (redis_py.RedisError, OSError, TimeoutError)):
-                    raise BackendError(
-                        f"could not start: Redis at {describe(self._spec)} failed: {exc}"
-                    ) from exc
-                raise
+            backoff = 0.05
+            self._join_sent = False
+            while True:
+                try:
+                    self._start_parts(deadline, limit)
+                    break
+                except BaseException as exc:
+                    self._teardown(timeout=1.0)
+                    error = self._start_error(exc)
+                    # Redis too slow to answer (a whole fleet starting at once): try
+                    # again until the deadline. A refused connection fails at once.
+                    pause = backoff * random.uniform(0.5, 1.0)
+                    if not _timed_out(exc) or time.monotonic() + pause >= deadline:
+                        if error is exc:
+                            raise
+                        raise error from exc
+                    log.info("start() of %s/%s failed (%s); retrying", self._kind, self._id, exc)
+                    time.sleep(pause)
+                    backoff = min(1.0, backoff * 2)
             self._lifecycle = _RUNNING
             _running_candidates.add(self)
+            if not self._hears_membership and _membership_heard(self):
+                self._hear_membership()  # a receiver was connected while we started
             log.info(
                 "raftredis %s/%s started as %s (term %d)",
                 self._kind,
@@ -281,6 +323,14 @@ class Candidate:
                 self._election.term,
             )
             return self
+
+    def _start_error(self, exc: BaseException) -> BaseException:
+        """What a failed start attempt raises: BackendError for Redis trouble."""
+        if isinstance(exc, (BackendError, ConfigurationError)):
+            return exc
+        if isinstance(exc, (redis_py.RedisError, OSError, TimeoutError)):
+            return BackendError(f"could not start: Redis at {describe(self._spec)} failed: {exc}")
+        return exc
 
     def _start_parts(self, deadline: float, limit: float) -> None:
         t = self.timings
@@ -302,7 +352,11 @@ class Candidate:
         server_ms = store.server_time_ms()
         self._clock.update(server_ms, sent, time.monotonic())
         self._joined_at = server_ms / 1000.0
-        joined = store.heartbeat_full(self._record(), int(t.member_expiry * 1000), "join")
+        # A retried start() may have joined already: only the first attempt
+        # refuses an id that a live member uses.
+        mode = "" if self._join_sent else "join"
+        self._join_sent = True
+        joined = store.heartbeat_full(self._record(), int(t.member_expiry * 1000), mode)
         if joined.taken:
             raise ConfigurationError(
                 f"another live instance of kind {self._kind!r} already uses id {self._id!r}: "
@@ -311,14 +365,9 @@ class Candidate:
                 f"{t.member_expiry:g} s"
             )
         keys = self._keys
+        self._hears_membership = _membership_heard(self)
         self._listeners = [
-            Listener(
-                publisher,
-                {keys.control: self._on_control},
-                name=self._thread_name("control"),
-                on_reconnect=self._on_reconnect,
-                on_failure=self._report_async,
-            ),
+            self._control_listener(publisher, self._hears_membership),
             Listener(
                 publisher,
                 Inbox(
@@ -650,7 +699,7 @@ class Candidate:
         signal = signals.by_name(command.signal)
         dispatcher = self._dispatcher
         # Nobody listens (common for instance_joined in large kinds): skip the queue.
-        if dispatcher is not None and signal.receivers:
+        if dispatcher is not None and signal.has_receivers_for(self):
             dispatcher.submit(signal, command.kwargs)
 
     def _notify(self) -> None:
@@ -668,14 +717,83 @@ class Candidate:
         if heartbeat is not None:
             heartbeat.post(Reconnected(time.monotonic()))
 
+    def _control_listener(self, publisher: redis_py.Redis, with_membership: bool) -> Listener:
+        keys = self._keys
+        channels = {keys.control: self._on_control}
+        if with_membership:
+            channels[keys.membership] = self._on_control
+        return Listener(
+            publisher,
+            channels,
+            name=self._thread_name("control"),
+            on_reconnect=self._on_reconnect,
+            on_failure=self._report_async,
+        )
+
+    def _hear_membership(self) -> None:
+        """A joined/meta_changed receiver was connected: subscribe to those notices.
+
+        Done before ``connect()`` returns, so the receiver hears the next
+        change; in the background only if start() or stop() holds the
+        lifecycle lock (the connect may come from a thread stop() waits for).
+        """
+        if self._hears_membership or self._forked or not _membership_heard(self):
+            return
+        if self._lifecycle_lock.acquire(blocking=False):
+            try:
+                old = self._subscribe_membership()
+            finally:
+                self._lifecycle_lock.release()
+            if old is not None:
+                old.stop(1.0)
+            return
+        threading.Thread(
+            target=self._subscribe_membership_later,
+            name=self._thread_name("subscribe"),
+            daemon=True,
+        ).start()
+
+    def _subscribe_membership_later(self) -> None:
+        with self._lifecycle_lock:
+            old = self._subscribe_membership()
+        if old is not None:
+            old.stop(1.0)
+
+    def _subscribe_membership(self) -> Listener | None:
+        """With the lifecycle lock held: swap in a control listener that also hears the
+        membership channel; returns the old listener, for the caller to stop."""
+        store = self._store
+        if self._lifecycle != _RUNNING or self._hears_membership or store is None:
+            return None
+        # The new listener replaces the old one once it is subscribed: no gap.
+        # Notices heard by both meanwhile are hints (elected, resigned, left) that
+        # the election takes twice harmlessly.
+        listener = self._control_listener(store.publisher, True)
+        try:
+            listener.start(4 * self.timings.socket_timeout)
+        except Exception as exc:
+            listener.stop(1.0)
+            error = BackendError(f"could not subscribe to joined/meta notices: {exc}")
+            error.__cause__ = exc
+            self._report_async(error)
+            return None
+        old, self._listeners[0] = self._listeners[0], listener
+        self._hears_membership = True
+        return old
+
     def _on_control(self, message: dict[str, Any]) -> None:
         """Control listener thread: decode and hand to the heartbeat; no user code."""
         data = message.get("data")
         raw = data if isinstance(data, bytes) else b""
+        for head, signal in _SIGNAL_ONLY_NOTICES:
+            if raw.startswith(head) and not signal.has_receivers_for(self):
+                return
         try:
             notice = decode_control(raw, self._max_message_bytes + CONTROL_OVERHEAD_BYTES)
         except WireError as exc:
-            error = ProtocolError(str(exc), channel=self._keys.control, raw=raw)
+            channel = message.get("channel")
+            name = channel.decode("utf-8", "replace") if isinstance(channel, bytes) else ""
+            error = ProtocolError(str(exc), channel=name or self._keys.control, raw=raw)
             log.warning("%s", error)
             self._report_async(error)
             return
@@ -782,6 +900,16 @@ def _check_name(what: str, value: Any) -> str:
     if len(value) > 200:
         raise ConfigurationError(f"{what} is {len(value)} characters long; use at most 200")
     return value
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """True if ``exc`` or one of its causes is a timeout (not a refusal or a bad reply)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (redis_py.TimeoutError, TimeoutError, socket.timeout)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _new_id() -> str:

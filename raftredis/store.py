@@ -70,6 +70,11 @@ class KeySpace:
         return f"{self.base}:control"
 
     @property
+    def membership(self) -> str:
+        """joined and meta notices: heard only by instances with receivers for them."""
+        return f"{self.base}:membership"
+
+    @property
     def all(self) -> str:
         return f"{self.base}:all"
 
@@ -217,7 +222,7 @@ class RedisStore:
         now, added, lease = self._script(
             "heartbeat",
             [k.members, k.meta, k.leader],
-            [self.member_id, member_expiry_ms, record, k.control, mode],
+            [self.member_id, member_expiry_ms, record, k.control, mode, k.membership],
         )
         return HeartbeatReply(
             added=added == 1, lease=parse_lease(lease), server_ms=int(now), taken=added == -1
@@ -313,7 +318,7 @@ class RedisStore:
         def run() -> None:
             pipe = self.publisher.pipeline(transaction=True)
             pipe.hset(k.meta, self.member_id, record)
-            pipe.publish(k.control, notice)
+            pipe.publish(k.membership, notice)
             pipe.execute()
 
         self._call("storing meta", run)

@@ -1,9 +1,10 @@
 -- heartbeat: refresh our membership by the server's clock, write our record,
 -- prune expired members, read the lease. Also the join step of start().
 -- KEYS: 1 members, 2 meta, 3 leader
--- ARGV: 1 id, 2 member expiry ms, 3 member record (JSON), 4 control channel,
---       5 mode: "join" (refuse if a live member has our id), "announce"
---       (publish joined even if present), or "" (routine)
+-- ARGV: 1 id, 2 member expiry ms, 3 member record (JSON), 4 control channel
+--       (left notices of pruned members), 5 mode: "join" (refuse if a live
+--       member has our id), "announce" (publish joined even if present), or ""
+--       (routine), 6 membership channel (joined notices)
 -- Returns {server ms, added (1, 0, or -1: refused, the id is taken), lease value or nil}.
 -- Safe to run twice (the second run only refreshes).
 local now = server_ms()
@@ -16,7 +17,7 @@ end
 local added = on_own_key(KEYS[1], 'ZADD', KEYS[1], fmt_int(now + tonumber(ARGV[2])), ARGV[1])
 on_own_key(KEYS[2], 'HSET', KEYS[2], ARGV[1], ARGV[3])
 if added == 1 or ARGV[5] == 'announce' then
-  redis.call('PUBLISH', ARGV[4],
+  redis.call('PUBLISH', ARGV[6],
     '{"v":1,"type":"joined","id":' .. cjson.encode(ARGV[1]) .. ',"record":' .. ARGV[3] .. '}')
 end
 prune(KEYS[1], KEYS[2], ARGV[4], now, 100)

@@ -162,7 +162,9 @@ def test_error_replies_fail_only_their_own_messages(
     rest of the batch is published, and counts say which is which."""
     kind = cluster.kind
     base = f"raftredis:{{{kind}}}"
-    channels = [f"&{base}:{name}" for name in ("control", "all", "followers", "to:a*")]
+    channels = [
+        f"&{base}:{name}" for name in ("control", "membership", "all", "followers", "to:a*")
+    ]
     redis_client.execute_command(
         "ACL", "SETUSER", "limited", "on", "nopass", "~*", "+@all", "resetchannels", *channels
     )

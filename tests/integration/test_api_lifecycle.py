@@ -349,3 +349,25 @@ def test_duplicate_id_is_refused_at_start(cluster: Cluster) -> None:
     first.stop()
     again = cluster.start(id="same-id")
     assert again.is_leader
+
+
+def test_start_rides_out_a_redis_that_is_too_slow_for_a_while() -> None:
+    """Redis hung for 1 s (as under a fleet-wide start): the attempts that time out are
+    retried until start()'s deadline, and the retry is not refused as a duplicate id."""
+    with RedisServer() as server:
+        candidate = Candidate(redis=server.url, kind=unique_kind(), lease_ttl=1.0, id="slow-1")
+        server.pause()
+        resume = threading.Timer(1.0, server.resume)
+        resume.start()
+        try:
+            started = time.monotonic()
+            candidate.start(timeout=8.0)
+            elapsed = time.monotonic() - started
+            assert candidate.is_running and candidate.is_leader
+            assert 0.9 < elapsed < 6.0, f"start() took {elapsed:.2f} s"
+            assert [i.id for i in candidate.get_instances()] == ["slow-1"]
+        finally:
+            resume.join()
+            server.resume()
+            candidate.stop()
+        assert not raftredis_threads()

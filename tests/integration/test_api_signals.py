@@ -446,3 +446,63 @@ def test_dispatch_overflow_is_counted_and_reported(cluster: Cluster, redis_clien
     finally:
         logger.setLevel(level)
     assert leader.is_leader
+
+
+def test_unheard_joined_and_meta_notices_are_recognised_by_their_head(
+    cluster: Cluster, redis_client: Any
+) -> None:
+    """The control listener drops joined/meta notices nobody listens to by their head,
+    before decoding them: the heads it matches must be what the scripts publish."""
+    from raftredis.candidate import _SIGNAL_ONLY_NOTICES
+
+    pubsub = redis_client.pubsub()
+    pubsub.subscribe(f"raftredis:{{{cluster.kind}}}:membership")
+    try:
+        wait_until(lambda: pubsub.get_message(timeout=0.1), timeout=2.0)  # the confirmation
+        candidate = cluster.start()
+        candidate.set_meta({"v": 2})
+        notices: list[bytes] = []
+
+        def got_both() -> bool:
+            message = pubsub.get_message(timeout=0.1)
+            if message is not None and message["type"] == "message":
+                notices.append(message["data"])
+            return len(notices) >= 2
+
+        wait_until(got_both, timeout=3.0)
+    finally:
+        pubsub.close()
+    joined_head, meta_head = (head for head, _ in _SIGNAL_ONLY_NOTICES)
+    assert notices[0].startswith(joined_head), notices[0]
+    assert notices[1].startswith(meta_head), notices[1]
+
+
+def test_joined_and_meta_are_heard_only_by_instances_with_receivers(
+    cluster: Cluster, redis_client: Any
+) -> None:
+    """The membership channel (joined, meta) is subscribed only while a receiver for
+    instance_joined or meta_changed exists; connecting one after start() subscribes
+    before on() returns, so the very next change is heard."""
+    channel = f"raftredis:{{{cluster.kind}}}:membership"
+
+    def subscribers() -> int:
+        return int(dict(redis_client.pubsub_numsub(channel))[channel.encode()])
+
+    a = cluster.start()
+    assert subscribers() == 0
+    rec = Recorder().connect(a, "instance_joined")
+    assert subscribers() == 1  # already, before anyone joins
+    b = cluster.start()
+    assert rec.wait_for("instance_joined").kwargs["instance"].id == b.id
+    assert subscribers() == 1  # b has no receiver of its own...
+    meta = Recorder().connect(b, "meta_changed")  # ...until now
+    assert subscribers() == 2
+    a.set_meta({"x": 1})
+    assert meta.wait_for("meta_changed").kwargs["instance"].meta == {"x": 1}
+    # A receiver connected before start(): subscribed from the start.
+    c = cluster.new()
+    Recorder().connect(c, "meta_changed")
+    c.start()
+    assert subscribers() == 3
+    c.stop()
+    assert subscribers() == 2
