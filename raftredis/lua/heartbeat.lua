@@ -10,7 +10,9 @@
 local now = server_ms()
 if ARGV[5] == 'join' then
   local score = tonumber(on_own_key(KEYS[1], 'ZSCORE', KEYS[1], ARGV[1]))
-  if score and score > now then
+  -- Our own record (it holds our join time, to the ms) means this is a retry of
+  -- our own join after a lost reply, not another instance with our id.
+  if score and score > now and on_own_key(KEYS[2], 'HGET', KEYS[2], ARGV[1]) ~= ARGV[3] then
     return {now, -1, on_own_key(KEYS[3], 'GET', KEYS[3])}
   end
 end

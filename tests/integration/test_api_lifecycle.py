@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 from helpers import (  # noqa: F401
@@ -371,3 +372,19 @@ def test_start_rides_out_a_redis_that_is_too_slow_for_a_while() -> None:
             server.resume()
             candidate.stop()
         assert not raftredis_threads()
+
+
+def test_a_retried_join_is_not_refused_as_a_duplicate_id(redis_client: Any) -> None:
+    """The join script run twice with the same record (redis-py retries a call whose reply
+    timed out) succeeds both times; another record under a live id is refused."""
+    from raftredis.store import KeySpace, RedisStore
+
+    keys = KeySpace("raftredis", unique_kind())
+    store = RedisStore(redis_client, redis_client, keys, "dup-1")
+    record = '{"meta":null,"joined":1764190000.123,"ttl":6.0}'
+    first = store.heartbeat_full(record, 6000, "join")
+    again = store.heartbeat_full(record, 6000, "join")
+    assert first.added and not first.taken
+    assert not again.added and not again.taken
+    other = store.heartbeat_full('{"meta":null,"joined":1764190000.456,"ttl":6.0}', 6000, "join")
+    assert other.taken
