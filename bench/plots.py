@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter
 
 Fig = dict[str, Any]
 
@@ -89,6 +90,7 @@ def messaging(figures: list[Fig], out: Path) -> Path | None:
         _cdf(ax1, _base(f), f"raw redis-py, {where}")
         ratios.append(f"{f['ratio']:.2f}")
     ax1.set_xscale("log")
+    ax1.xaxis.set_minor_formatter(NullFormatter())  # the minor labels overlap
     ax1.set_xlabel("round trip, µs (log)")
     ax1.set_ylabel("fraction of round trips")
     ax1.set_title(f"Round trip (ratios of medians {', '.join(ratios)})")
