@@ -227,7 +227,7 @@ class Candidate:
     @property
     def state(self) -> State:
         """``State.FOLLOWER``, ``State.CANDIDATE`` or ``State.LEADER``."""
-        if self._forked or self._lifecycle != _RUNNING:
+        if self._forked or self._lifecycle != _RUNNING or os.getpid() != self._pid:
             return State.FOLLOWER
         if self._election.state is State.LEADER and not self.is_leader:
             return State.FOLLOWER  # the deadline passed; the heartbeat is about to notice
@@ -241,7 +241,7 @@ class Candidate:
     @property
     def is_leader(self) -> bool:
         """True if this instance leads *now*: checks the local lease deadline on every call."""
-        if self._forked or self._lifecycle != _RUNNING:
+        if self._forked or self._lifecycle != _RUNNING or os.getpid() != self._pid:
             return False
         return self._election.is_leader(time.monotonic())
 
@@ -252,7 +252,9 @@ class Candidate:
         Unlike reading ``is_leader`` and then ``current_term``, this is one
         atomic check: it never returns a term this instance does not hold.
         """
-        if self._forked or self._lifecycle != _RUNNING:
+        # The pid too: a fork that runs no at-fork hooks (uWSGI without
+        # py-call-osafterfork) leaves _forked unset in the child.
+        if self._forked or self._lifecycle != _RUNNING or os.getpid() != self._pid:
             return None
         return self._election.leader_term(time.monotonic())
 

@@ -388,3 +388,21 @@ def test_a_retried_join_is_not_refused_as_a_duplicate_id(redis_client: Any) -> N
     assert not again.added and not again.taken
     other = store.heartbeat_full('{"meta":null,"joined":1764190000.456,"ttl":6.0}', 6000, "join")
     assert other.taken
+
+
+def test_a_fork_without_at_fork_hooks_does_not_lead(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child forked by C code that skips Python's at-fork hooks (uWSGI without
+    py-call-osafterfork) still sees is_leader False: the pid is checked too."""
+    import os
+
+    leader = cluster.start()
+    assert leader.is_leader and leader.leader_term is not None
+    real_pid = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: real_pid + 1)
+    assert not leader.is_leader
+    assert leader.leader_term is None
+    assert leader.state is State.FOLLOWER
+    monkeypatch.setattr(os, "getpid", lambda: real_pid)
+    assert leader.is_leader  # back in the parent
