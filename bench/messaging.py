@@ -35,7 +35,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -253,6 +253,32 @@ def _bulk_block(
     return count / (t_done - t0), count / (t_sent - t0), lost
 
 
+Block = Callable[[Callable[[Any], object], Child, str, int], tuple[float, float, int]]
+
+
+def _interleaved(
+    block: Block,
+    variants: Sequence[tuple[str, str, Callable[[Any], object]]],
+    child: Child,
+    rounds: int,
+    count: int,
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, int]]:
+    """A warm-up block of each variant, then ``rounds`` rounds of blocks, the order
+    reversed every other round; (end-to-end rates, sender rates, lost) by name."""
+    for _, variant, send in variants:
+        block(send, child, variant, max(1, count // 10))
+    e2e: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+    sender: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+    lost = dict.fromkeys(e2e, 0)
+    for r in range(rounds):
+        for name, variant, send in variants if r % 2 == 0 else variants[::-1]:
+            rate, sent_rate, n_lost = block(send, child, variant, count)
+            e2e[name].append(rate)
+            sender[name].append(sent_rate)
+            lost[name] += n_lost
+    return e2e, sender, lost
+
+
 class SilentSubscriber:
     """A redis-py subscriber that ignores what it gets: the cheapest listener there is."""
 
@@ -365,18 +391,9 @@ def run(cfg: Config) -> list[Figure]:
                 ("rawm", "rawm", raw_member_all),
             ]
             log(f"messaging: throughput, {tput_rounds} x {tput_n} messages each, interleaved")
-            for _, variant, send in tput_variants:
-                _tput_block(send, child, variant, 200)  # warm-up
-            e2e: dict[str, list[float]] = {name: [] for name, _, _ in tput_variants}
-            calls: dict[str, list[float]] = {name: [] for name, _, _ in tput_variants}
-            t_lost = dict.fromkeys(e2e, 0)
-            for r in range(tput_rounds):
-                order = tput_variants if r % 2 == 0 else tput_variants[::-1]
-                for name, variant, send in order:
-                    rate, call_rate, n_lost = _tput_block(send, child, variant, tput_n)
-                    e2e[name].append(rate)
-                    calls[name].append(call_rate)
-                    t_lost[name] += n_lost
+            e2e, calls, t_lost = _interleaved(
+                _tput_block, tput_variants, child, tput_rounds, tput_n
+            )
             note = (
                 "sequential calls, one at a time; the subscriber runs in another process; "
                 f"lost: raftredis {t_lost['rr']}, raw {t_lost['raw']}, raw member {t_lost['rawm']}"
@@ -445,18 +462,9 @@ def run(cfg: Config) -> list[Figure]:
                 ("raw", "raw", raw_pipeline),
             ]
             log(f"messaging: bulk, {bulk_rounds} x batches of {bulk_n}, interleaved")
-            for _, variant, send_batch in bulk_variants:
-                _bulk_block(send_batch, child, variant, 500)  # warm-up
-            sender_rate: dict[str, list[float]] = {name: [] for name, _, _ in bulk_variants}
-            bulk_e2e: dict[str, list[float]] = {name: [] for name, _, _ in bulk_variants}
-            b_lost = dict.fromkeys(sender_rate, 0)
-            for r in range(bulk_rounds):
-                order_b = bulk_variants if r % 2 == 0 else bulk_variants[::-1]
-                for name, variant, send_batch in order_b:
-                    rate, sent_rate, n_lost = _bulk_block(send_batch, child, variant, bulk_n)
-                    bulk_e2e[name].append(rate)
-                    sender_rate[name].append(sent_rate)
-                    b_lost[name] += n_lost
+            bulk_e2e, sender_rate, b_lost = _interleaved(
+                _bulk_block, bulk_variants, child, bulk_rounds, bulk_n
+            )
             bulk_note = (
                 f"one batch of {bulk_n} (sent in chunks of 1,000), timed from the first "
                 f"message added; lost: message_to {b_lost['to']}, message_all {b_lost['all']}, "
