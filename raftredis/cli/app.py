@@ -1,0 +1,60 @@
+"""The click group of ``raftredis`` and the translation of failures into exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+import click
+
+from .. import __version__
+from .common import CliError
+from .demo import demo
+from .run import run
+from .send import send
+from .status import status
+from .watch import watch
+
+__all__ = ["cli", "run_cli"]
+
+#: Exit code when Ctrl-C interrupts a command that does not handle it itself.
+INTERRUPTED = 130
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="raftredis")
+def cli() -> None:
+    """Inspect and use raftredis kinds: leader election, discovery and messaging via Redis.
+
+    Exit codes: 0 success, 1 failure (e.g. Redis unreachable), 2 usage error.
+    """
+
+
+for _command in (status, watch, send, run, demo):
+    cli.add_command(_command)
+
+
+def run_cli(argv: Sequence[str] | None = None) -> int:
+    """Run the command line on ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        result = cli.main(args=args, prog_name="raftredis", standalone_mode=False)
+    except CliError as exc:
+        click.echo(f"raftredis: {exc.message}", err=True)
+        return exc.code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        click.echo("raftredis: interrupted", err=True)
+        return INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`raftredis status | head`): exit quietly, and keep
+        # Python from complaining again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,178 @@
+"""Read a kind's state from Redis without joining it: the leader, the members, their meta.
+
+An observer only reads. It does not register, campaign, or prune expired
+members (the Candidates' scripts do that), so it never shows up in the kind
+and never changes it. Everything comes from one ``MULTI``/``EXEC`` (``TIME``
+plus the kind's four keys), so the leader and the members are read at the
+same instant, and ages are measured on the Redis server's clock.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from ..store import KeySpace, LeaseRecord, parse_lease
+from ..wire import WireError, decode_record
+
+__all__ = ["LeaderView", "MemberView", "Snapshot", "read_snapshot"]
+
+
+@dataclass(frozen=True)
+class MemberView:
+    """One live member as an observer sees it. Times are server Unix seconds."""
+
+    id: str
+    state: str
+    meta: Any
+    joined_at: float | None
+    last_seen: float | None
+    expires_at: float
+    term: int | None = None  # the lease's term, for the leader only
+
+    @property
+    def is_leader(self) -> bool:
+        return self.state == "leader"
+
+
+@dataclass(frozen=True)
+class LeaderView:
+    """The lease: who holds it, in which term, until when (server Unix seconds)."""
+
+    id: str
+    term: int
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A kind at one instant, by the Redis server's clock (``server_time``)."""
+
+    kind: str
+    prefix: str
+    server_time: float
+    leader: LeaderView | None
+    term: int | None  # the highest term ever started in this kind (its term key)
+    members: tuple[MemberView, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (times as Unix seconds, expiries as seconds from now)."""
+        now = self.server_time
+        leader = None
+        if self.leader is not None:
+            leader = {
+                "id": self.leader.id,
+                "term": self.leader.term,
+                "expires_in": round(self.leader.expires_at - now, 3),
+            }
+        return {
+            "kind": self.kind,
+            "prefix": self.prefix,
+            "time": round(now, 3),
+            "leader": leader,
+            "term": self.term,
+            "members": [
+                {
+                    "id": m.id,
+                    "state": m.state,
+                    "term": m.term,
+                    "meta": m.meta,
+                    "joined_at": _rounded(m.joined_at),
+                    "last_seen": _rounded(m.last_seen),
+                    "expires_in": round(m.expires_at - now, 3),
+                }
+                for m in self.members
+            ],
+        }
+
+    def fingerprint(self) -> tuple[Any, ...]:
+        """What a watcher calls a change: leader and term, members, states and meta.
+
+        Leaves out times, which move on every membership refresh.
+        """
+        leader = None if self.leader is None else (self.leader.id, self.leader.term)
+        members = tuple(
+            (m.id, m.state, json.dumps(m.meta, sort_keys=True, default=repr)) for m in self.members
+        )
+        return (leader, members)
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _ok(value: Any, default: Any) -> Any:
+    """A reply, or ``default`` where Redis answered with an error (a key of the wrong type)."""
+    return default if isinstance(value, Exception) else value
+
+
+def read_snapshot(client: redis.Redis, keys: KeySpace) -> Snapshot:
+    """Read the kind behind ``keys`` in one round trip, changing nothing.
+
+    Raises redis-py's errors (``ConnectionError``, ...) when Redis fails.
+    A member whose score has passed is left out, as the Candidates' own
+    listing would prune it; a member without a readable record is listed
+    with ``meta`` None.
+    """
+    pipe = client.pipeline(transaction=True)
+    pipe.time()
+    pipe.zrange(keys.members, 0, -1, withscores=True)
+    pipe.hgetall(keys.meta)
+    pipe.get(keys.leader)
+    pipe.get(keys.term)
+    now_reply, member_rows, records, lease_value, term_value = pipe.execute(raise_on_error=False)
+    if isinstance(now_reply, Exception):
+        raise now_reply
+    seconds, micros = now_reply
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    lease = parse_lease(_ok(lease_value, None))
+    records = {_text(k): v for k, v in _ok(records, {}).items()}
+    members = [
+        _member(_text(member), score, records.get(_text(member)), lease)
+        for member, score in _ok(member_rows, [])
+        if math.isfinite(score) and score > now_ms
+    ]
+    members.sort(key=lambda m: (m.joined_at is None, m.joined_at or 0.0, m.id))
+    term_text = _text(_ok(term_value, b"") or b"")
+    leader = None
+    if lease is not None:
+        leader = LeaderView(lease.holder, lease.term, lease.expires_ms / 1000.0)
+    return Snapshot(
+        kind=keys.kind,
+        prefix=keys.prefix,
+        server_time=now_ms / 1000.0,
+        leader=leader,
+        term=int(term_text) if term_text.isdigit() else None,
+        members=tuple(members),
+    )
+
+
+def _member(
+    member_id: str, score: float, raw: bytes | None, lease: LeaseRecord | None
+) -> MemberView:
+    leads = lease is not None and lease.holder == member_id
+    expires_at = score / 1000.0
+    try:
+        record = decode_record(raw)
+    except WireError:
+        meta, joined, seen = None, None, None
+    else:
+        meta, joined = record.meta, record.joined_at
+        seen = expires_at - record.ttl  # refreshed ttl seconds before it would expire
+    return MemberView(
+        id=member_id,
+        state="leader" if leads else "follower",
+        meta=meta,
+        joined_at=joined,
+        last_seen=seen,
+        expires_at=expires_at,
+        term=lease.term if leads and lease is not None else None,
+    )
