@@ -1,0 +1,1 @@
+"""A minimal Django site using raftredis.contrib.django (see docs/django.md)."""

@@ -1,0 +1,608 @@
+"""Framework integrations, and the pieces they share.
+
+* :mod:`raftredis.contrib.flask`: the ``RaftRedis`` Flask extension;
+* :mod:`raftredis.contrib.django`: a Django app (``INSTALLED_APPS``).
+
+Importing this package imports neither Flask nor Django. What is here serves
+any integration with a pre-fork server (gunicorn, uWSGI):
+
+* :func:`parse_settings` checks settings such as ``KIND`` or ``LEASE_TTL`` and
+  turns them into ``Candidate`` keyword arguments, with messages that name the
+  setting at fault;
+* :class:`LazyCandidate` is this process's Candidate: built and started on
+  first use, so never in a process that only forks workers
+  (``gunicorn --preload``), and built anew in a forked child;
+* :class:`Hooks` keeps receivers and ``while_leader`` functions registered at
+  import time, and attaches them to every Candidate built later;
+* :func:`read_status` reads the members and the leader of a kind without
+  joining it (for status commands).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import math
+import os
+import re
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import redis as redis_py
+
+from .. import signals
+from ..candidate import Candidate
+from ..connection import connection_spec, describe
+from ..errors import ConfigurationError, NotRunningError
+from ..leader_work import LeaderFunction
+from ..models import Instance, State
+from ..store import KeySpace, parse_lease
+from ..timing import Timings
+from ..wire import MemberRecord, WireError, decode_record
+
+__all__ = [
+    "SETTING_KEYS",
+    "TIMING_KEYS",
+    "Hooks",
+    "KindStatus",
+    "LazyCandidate",
+    "SettingProblem",
+    "Settings",
+    "format_status",
+    "parse_settings",
+    "read_status",
+]
+
+log = logging.getLogger("raftredis.contrib")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Setting name (as in ``RAFTREDIS_KIND`` or ``RAFTREDIS["KIND"]``) -> Candidate keyword.
+SETTING_KEYS: Mapping[str, str] = {
+    "URL": "redis",
+    "KIND": "kind",
+    "META": "meta",
+    "ID": "id",
+    "PREFIX": "key_prefix",
+    "MAX_MESSAGE_BYTES": "max_message_bytes",
+    "LEASE_TTL": "lease_ttl",
+    "RENEW_INTERVAL": "renew_interval",
+    "RENEW_DEADLINE": "renew_deadline",
+    "MEMBERSHIP_REFRESH": "membership_refresh",
+    "MEMBER_EXPIRY": "member_expiry",
+    "START_TIMEOUT": "start_timeout",
+}
+#: The settings that are timings, checked together by :meth:`raftredis.Timings.from_lease`.
+TIMING_KEYS = (
+    "LEASE_TTL",
+    "RENEW_INTERVAL",
+    "RENEW_DEADLINE",
+    "MEMBERSHIP_REFRESH",
+    "MEMBER_EXPIRY",
+    "START_TIMEOUT",
+)
+# Core error messages name Candidate keywords; these are rewritten as setting names
+# ("redis" is left alone: it is also a plain word in messages).
+_KEY_OF = {keyword: key for key, keyword in SETTING_KEYS.items() if keyword != "redis"}
+_KEYWORD_RE = re.compile(r"\b(" + "|".join(sorted(_KEY_OF, key=len, reverse=True)) + r")\b")
+
+#: Seconds between two implicit start attempts after one failed (Redis down, say),
+#: so that every request does not wait for its own failed connection.
+RETRY_AFTER = 5.0
+
+
+# --------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class SettingProblem:
+    """One thing wrong with the settings: ``key`` is the setting at fault (``"KIND"``)."""
+
+    key: str
+    message: str
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Checked settings: the Candidate's keyword arguments, or the problems found.
+
+    ``meta`` may be a callable: it is then called when each Candidate is built,
+    in the process that runs it (so it can report that worker's pid).
+    """
+
+    kwargs: Mapping[str, Any]
+    meta: Any = None
+    problems: tuple[SettingProblem, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when there is no problem."""
+        return not self.problems
+
+    @property
+    def kind(self) -> str:
+        """The kind (``KIND``)."""
+        return str(self.kwargs.get("kind", ""))
+
+    @property
+    def redis(self) -> Any:
+        """Where Redis is, as passed to ``Candidate(redis=...)``."""
+        return self.kwargs.get("redis")
+
+    @property
+    def key_prefix(self) -> str:
+        """The key prefix (``PREFIX``)."""
+        return str(self.kwargs.get("key_prefix", "raftredis"))
+
+    def candidate_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of a new Candidate (``meta`` called if callable)."""
+        if self.problems:
+            raise ConfigurationError(self.problems[0].message)
+        kwargs = dict(self.kwargs)
+        kwargs["meta"] = self.meta() if callable(self.meta) else self.meta
+        return kwargs
+
+    def error(self) -> ConfigurationError:
+        """One ``ConfigurationError`` listing every problem."""
+        lines = [p.message + (f" ({p.hint})" if p.hint else "") for p in self.problems]
+        return ConfigurationError("; ".join(lines))
+
+
+def parse_settings(
+    values: Mapping[str, Any],
+    *,
+    name: Callable[[str], str] = str,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Check raftredis settings and turn them into ``Candidate`` keyword arguments.
+
+    ``values`` maps the keys of :data:`SETTING_KEYS` (``"KIND"``,
+    ``"LEASE_TTL"``...) to values; other keys are ignored, and so are ``None``
+    values (the default is used). ``name(key)`` spells a key in messages, for
+    example ``RAFTREDIS_KIND`` for Flask. Without ``URL``, the ``REDIS_URL``
+    environment variable is used if set, else ``localhost:6379``.
+
+    Nothing is connected: every check is local. Returns :class:`Settings`,
+    whose ``problems`` say what to change.
+    """
+    env = os.environ if environ is None else environ
+    problems: list[SettingProblem] = []
+    given = {k: v for k, v in values.items() if k in SETTING_KEYS and v is not None}
+    kwargs: dict[str, Any] = {}
+
+    kind = given.get("KIND")
+    if kind is None or kind == "":
+        problems.append(
+            SettingProblem(
+                "KIND",
+                f"{name('KIND')} is not set",
+                "the name shared by every instance of this service, such as 'my-service'",
+            )
+        )
+    else:
+        kwargs["kind"] = kind
+
+    url, url_name = given.get("URL"), name("URL")
+    if url is None and env.get("REDIS_URL"):
+        url, url_name = env["REDIS_URL"], "the REDIS_URL environment variable"
+    if url is not None:
+        if not isinstance(url, (str, Mapping, redis_py.Redis)):
+            problems.append(
+                SettingProblem(
+                    "URL",
+                    f"{url_name} must be a URL string, got {type(url).__name__} {url!r}",
+                    "such as 'redis://localhost:6379/0' (a dict or a redis.Redis work too)",
+                )
+            )
+        else:
+            try:
+                connection_spec(url)
+                kwargs["redis"] = url
+            except ConfigurationError as exc:
+                problems.append(SettingProblem("URL", f"{url_name}: {exc}"))
+
+    timings = {SETTING_KEYS[k]: given[k] for k in TIMING_KEYS if k in given}
+    try:
+        Timings.from_lease(**timings)
+        kwargs.update(timings)
+    except ConfigurationError as exc:
+        problems.append(_problem(str(exc), name, default="LEASE_TTL"))
+
+    meta = given.get("META")
+    for key in ("PREFIX", "ID", "MAX_MESSAGE_BYTES"):
+        if key in given:
+            kwargs[SETTING_KEYS[key]] = given[key]
+
+    # Candidate() checks names, ids, sizes and meta without any I/O: one setting at a time,
+    # so every problem is reported, each under its own name.
+    def only(keyword: str) -> dict[str, Any]:
+        return {keyword: kwargs[keyword]} if keyword in kwargs else {}
+
+    size = only("max_message_bytes")
+    checks: list[tuple[str, dict[str, Any]]] = [
+        ("KIND", only("kind")),
+        ("PREFIX", only("key_prefix")),
+        ("ID", only("id")),
+        ("MAX_MESSAGE_BYTES", size),
+        ("META", {"meta": meta, **size} if meta is not None and not callable(meta) else {}),
+    ]
+    for key, arguments in checks:
+        if not arguments:
+            continue
+        try:
+            Candidate(**{"kind": "x", **arguments})
+        except ConfigurationError as exc:
+            problem = _problem(str(exc), name, default=key)
+            if problem not in problems:  # a bad MAX_MESSAGE_BYTES fails the META check too
+                problems.append(problem)
+    return Settings(kwargs, meta, tuple(problems))
+
+
+def _problem(message: str, name: Callable[[str], str], default: str) -> SettingProblem:
+    """A problem from a core error message, its keywords spelled as setting names."""
+    found = _KEYWORD_RE.search(message)
+    key = _KEY_OF[found.group(1)] if found else default
+    text = _KEYWORD_RE.sub(lambda m: name(_KEY_OF[m.group(1)]), message)
+    return SettingProblem(key, text)
+
+
+# ------------------------------------------------------ receivers, leader work
+
+
+def _check_event(event: str) -> None:
+    try:
+        signals.by_name(event)
+    except KeyError as exc:
+        raise ValueError(exc.args[0]) from None
+
+
+class Hooks:
+    """Receivers and ``while_leader`` functions for Candidates that do not exist yet.
+
+    Register them at import time (``hooks.on("elected", fn)``,
+    ``@hooks.while_leader``); each :class:`LazyCandidate` using these hooks
+    attaches them to its Candidate when it builds one, and functions registered
+    later are attached to the Candidates already built in this process.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._receivers: list[tuple[str, Callable[..., Any]]] = []
+        self._leader_functions: list[LeaderFunction] = []
+        self._lazies: weakref.WeakSet[LazyCandidate] = weakref.WeakSet()
+        _all_hooks.add(self)
+
+    def on(self, event: str, receiver: F | None = None) -> Any:
+        """Connect ``receiver`` to a signal of every Candidate built with these hooks.
+
+        ``event`` is a signal name or a node-raft-redis event name, as for
+        :meth:`raftredis.Candidate.on` (``ValueError`` for an unknown one).
+        Usable as a decorator. Returns the receiver.
+        """
+        _check_event(event)
+
+        def connect(fn: F) -> F:
+            with self._lock:
+                self._receivers.append((event, fn))
+                for lazy in list(self._lazies):
+                    candidate = lazy.current()
+                    if candidate is not None:
+                        candidate.on(event, fn)
+            return fn
+
+        return connect(receiver) if receiver is not None else connect
+
+    def while_leader(self, fn: LeaderFunction) -> LeaderFunction:
+        """Run ``fn(stop_event)`` in its own thread each time a Candidate built here leads.
+
+        See :meth:`raftredis.Candidate.while_leader`. Usable as a decorator;
+        ``TypeError`` if ``fn`` is not callable.
+        """
+        if not callable(fn):
+            raise TypeError(f"while_leader needs a callable, got {fn!r}")
+        with self._lock:
+            self._leader_functions.append(fn)
+            for lazy in list(self._lazies):
+                candidate = lazy.current()
+                if candidate is not None:
+                    candidate.while_leader(lazy.wrap(fn))
+        return fn
+
+    def _build(self, lazy: LazyCandidate) -> Candidate:
+        # Built and published under the lock, so on()/while_leader() never miss it.
+        with self._lock:
+            candidate = Candidate(**lazy.settings.candidate_kwargs())
+            for event, fn in self._receivers:
+                candidate.on(event, fn)
+            for fn in self._leader_functions:
+                candidate.while_leader(lazy.wrap(fn))
+            lazy._candidate = candidate
+            lazy._pid = os.getpid()
+            self._lazies.add(lazy)
+        return candidate
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+
+
+# ----------------------------------------------------------- lazy candidate
+
+
+class LazyCandidate:
+    """This process's Candidate for one configuration, built and started on first use.
+
+    Nothing happens when it is created: no Candidate, no connection, no thread.
+    :meth:`get` builds the Candidate (attaching ``hooks``) and starts it;
+    :meth:`try_start` does the same for implicit starts (a request), without
+    raising or waiting for another thread's start. In a forked child the
+    parent's Candidate is forgotten and a new one, with an id of its own, is
+    built on first use there.
+
+    ``wrap(fn)`` adapts each ``while_leader`` function (Flask pushes an
+    application context around it, for example).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        hooks: Hooks,
+        *,
+        wrap: Callable[[LeaderFunction], LeaderFunction] | None = None,
+        label: str = "raftredis",
+        retry_after: float = RETRY_AFTER,
+    ) -> None:
+        if not settings.ok:
+            raise settings.error()
+        self.settings = settings
+        self.label = label
+        self.retry_after = retry_after
+        self.last_error: BaseException | None = None
+        self._hooks = hooks
+        self._wrap = wrap
+        self._lock = threading.Lock()
+        self._candidate: Candidate | None = None
+        self._pid = os.getpid()
+        self._retry_at = 0.0
+        _all_lazies.add(self)
+
+    def wrap(self, fn: LeaderFunction) -> LeaderFunction:
+        """``fn`` as attached to this Candidate (see the class docstring)."""
+        return fn if self._wrap is None else self._wrap(fn)
+
+    def current(self) -> Candidate | None:
+        """This process's Candidate if it was built (running or not), else None. No I/O."""
+        candidate = self._candidate
+        return candidate if candidate is not None and self._pid == os.getpid() else None
+
+    def running(self) -> Candidate | None:
+        """This process's Candidate if it runs, else None. No I/O."""
+        candidate = self.current()
+        return candidate if candidate is not None and candidate.is_running else None
+
+    def get(self, *, start: bool = True, timeout: float | None = None) -> Candidate:
+        """This process's Candidate, built if needed, and started if ``start``.
+
+        Raises what ``Candidate.start()`` raises (``BackendError`` when Redis
+        cannot be reached); the next call then tries again with a new Candidate.
+        """
+        with self._lock:
+            return self._get(start, timeout)
+
+    def try_start(self) -> Candidate | None:
+        """Start this process's Candidate if it is not running; never raises.
+
+        Returns the running Candidate, or None when it could not start (logged;
+        the next attempt comes :attr:`retry_after` seconds later), when another
+        thread is starting it right now, or when the interpreter is exiting.
+        """
+        candidate = self.running()
+        if candidate is not None:
+            return candidate
+        if _exiting or time.monotonic() < self._retry_at:
+            return None
+        if not self._lock.acquire(blocking=False):
+            return None  # another thread is starting it: do not queue requests behind it
+        try:
+            return self._get(True, None)
+        except Exception as exc:
+            self.last_error = exc
+            self._retry_at = time.monotonic() + self.retry_after
+            log.warning(
+                "%s: could not start the raftredis Candidate of kind %r (retrying in %g s): %s",
+                self.label,
+                self.settings.kind,
+                self.retry_after,
+                exc,
+            )
+            return None
+        finally:
+            self._lock.release()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop this process's Candidate (resign, leave); the next use builds a new one."""
+        with self._lock:
+            candidate = self.current()
+            self._candidate = None
+        if candidate is not None:
+            candidate.stop(timeout)
+
+    def _get(self, start: bool, timeout: float | None) -> Candidate:
+        if self._pid != os.getpid():
+            self._forget()  # a fork that bypassed the at-fork hooks
+        candidate = self._candidate or self._hooks._build(self)
+        if start and not candidate.is_running:
+            if _exiting:
+                raise NotRunningError("the interpreter is exiting: not starting a Candidate")
+            try:
+                try:
+                    candidate.start(timeout)
+                except NotRunningError:
+                    # Stopped by someone (a Candidate runs only once): start a new one.
+                    candidate = self._hooks._build(self)
+                    candidate.start(timeout)
+            except BaseException:
+                # A Candidate whose start() failed may not start again: build anew next time.
+                self._candidate = None
+                raise
+            self.last_error = None
+            self._retry_at = 0.0
+        return candidate
+
+    def _forget(self) -> None:
+        self._candidate = None
+        self._pid = os.getpid()
+        self._retry_at = 0.0
+        self.last_error = None
+
+    def _after_fork(self) -> None:
+        # The child is single-threaded here: a lock held by a parent thread is replaced.
+        self._lock = threading.Lock()
+        self._forget()
+
+
+_all_hooks: weakref.WeakSet[Hooks] = weakref.WeakSet()
+_all_lazies: weakref.WeakSet[LazyCandidate] = weakref.WeakSet()
+_exiting = False
+
+
+def _after_fork_in_child() -> None:
+    for hooks in list(_all_hooks):
+        hooks._after_fork()
+    for lazy in list(_all_lazies):
+        lazy._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@atexit.register
+def _refuse_starts_at_exit() -> None:
+    # Registered after raftredis.candidate's own hook, so it runs before it: no request
+    # thread starts a new Candidate while the running ones are stopped.
+    global _exiting
+    _exiting = True
+
+
+# ------------------------------------------------------------------ status
+
+
+@dataclass(frozen=True)
+class KindStatus:
+    """The members and the leader of a kind, as read from Redis by :func:`read_status`."""
+
+    kind: str
+    where: str
+    instances: tuple[Instance, ...]
+    leader_id: str | None
+    term: int | None
+    server_time: float
+
+    @property
+    def leader(self) -> Instance | None:
+        """The leader's entry among the instances, if it is a member."""
+        return next((i for i in self.instances if i.id == self.leader_id), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable view."""
+        return {
+            "kind": self.kind,
+            "redis": self.where,
+            "leader": self.leader_id,
+            "term": self.term,
+            "instances": [
+                {
+                    "id": i.id,
+                    "state": i.state.value,
+                    "meta": i.meta,
+                    "joined_at": i.joined_at,
+                    "last_seen": i.last_seen,
+                }
+                for i in self.instances
+            ],
+        }
+
+
+def read_status(
+    *, redis: Any = None, kind: str, key_prefix: str = "raftredis", timeout: float = 5.0
+) -> KindStatus:
+    """Read the live members and the leader of ``kind`` without joining it.
+
+    Only reads (one ``MULTI``/``EXEC``): it never registers, prunes or
+    publishes, so the kind does not see it. Members whose membership has
+    expired are left out. ``redis`` takes what ``Candidate(redis=...)`` takes.
+    Raises ``redis.RedisError`` or ``OSError`` when Redis cannot be reached
+    within ``timeout`` seconds.
+    """
+    spec = connection_spec(redis)
+    keys = KeySpace(key_prefix, kind)
+    pool = redis_py.ConnectionPool(
+        connection_class=spec.connection_class,
+        **{**spec.kwargs, "socket_timeout": timeout, "socket_connect_timeout": timeout},
+    )
+    try:
+        pipe = redis_py.Redis(connection_pool=pool).pipeline(transaction=True)
+        pipe.time()
+        pipe.get(keys.leader)
+        pipe.zrange(keys.members, 0, -1, withscores=True)
+        pipe.hgetall(keys.meta)
+        (seconds, micros), lease_value, rows, records = pipe.execute()
+    finally:
+        pool.disconnect()
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    lease = parse_lease(lease_value)
+    holder = lease.holder if lease is not None else None
+    by_id = {_text(k): v for k, v in records.items()}
+    instances = []
+    for member, expires_ms in rows:
+        if not math.isfinite(expires_ms) or expires_ms <= now_ms:
+            continue  # expired: the next Candidate heartbeat prunes it
+        instance_id = _text(member)
+        try:
+            record = decode_record(by_id.get(instance_id))
+        except WireError:
+            record = MemberRecord(None, 0.0, 0.0)
+        state = State.LEADER if instance_id == holder else State.FOLLOWER
+        last_seen = (expires_ms - record.ttl * 1000.0) / 1000.0
+        instances.append(record.instance(instance_id, state, last_seen))
+    instances.sort(key=lambda i: (i.joined_at, i.id))
+    return KindStatus(
+        kind=kind,
+        where=describe(spec),
+        instances=tuple(instances),
+        leader_id=holder,
+        term=lease.term if lease is not None else None,
+        server_time=now_ms / 1000.0,
+    )
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def format_status(status: KindStatus) -> str:
+    """``status`` as a few lines of text for a terminal."""
+
+    def when(seconds: float) -> str:
+        if seconds <= 0:
+            return "?"
+        moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+        return moment.strftime("%Y-%m-%d %H:%M:%SZ")
+
+    leader = "none" if status.leader_id is None else f"{status.leader_id} (term {status.term})"
+    lines = [
+        f"kind: {status.kind} ({status.where})",
+        f"leader: {leader}",
+        f"instances: {len(status.instances)}",
+    ]
+    for i in status.instances:
+        meta = json.dumps(i.meta, sort_keys=True, default=str)
+        lines.append(f"  {i.id}  {i.state.value:<8}  joined {when(i.joined_at)}  meta {meta}")
+    return "\n".join(lines)

@@ -1,0 +1,434 @@
+"""The Django app (raftredis.contrib.django) against a real redis-server.
+
+In this process (settings configured once, then the app's runtime configured
+for a given command line): which processes start a Candidate by themselves,
+and the system check. In subprocesses of the example site
+(examples/django_site): ``migrate``/``shell`` start nothing, ``runserver``
+starts exactly one Candidate (in the reloader's child, not in its parent),
+``check`` reports a bad setting, and ``raftredis_status`` prints the leader.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from helpers import (  # noqa: F401
+    free_port,
+    no_leaked_threads,
+    raftredis_threads,
+    unique_kind,
+    wait_until,
+)
+
+from raftredis import Candidate, Leadership
+from raftredis.testing import RedisServer
+
+django = pytest.importorskip("django", reason="django is not installed (pip install -e '.[test]')")
+
+import raftredis.contrib.django as raft  # noqa: E402
+from raftredis.contrib.django import checks as raft_checks  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+SITE = ROOT / "examples" / "django_site"
+LEASE = 0.5
+
+
+def members(client: redis.Redis, kind: str) -> set[str]:
+    return {m.decode() for m in client.zrange(f"raftredis:{{{kind}}}:members", 0, -1)}
+
+
+# ------------------------------------------------------------- in this process
+
+
+@pytest.fixture(scope="module")
+def django_settings(redis_server: RedisServer) -> None:
+    """Django set up once in this process, with the app installed (AUTOSTART off)."""
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(
+            INSTALLED_APPS=["raftredis.contrib.django"],
+            RAFTREDIS={"KIND": "unused", "URL": redis_server.url, "AUTOSTART": False},
+            DATABASES={},
+            USE_TZ=True,
+        )
+    django.setup()
+
+
+@pytest.fixture
+def configure(django_settings: None, redis_url: str) -> Iterator[Callable[..., str]]:
+    """configure(argv, environ={}, **settings): the app's runtime as ready() would set it up
+    in a process started with ``argv``; returns the kind. Stopped after the test."""
+
+    def run(argv: list[str], environ: dict[str, str] | None = None, **values: Any) -> str:
+        kind = unique_kind("django")
+        raft._configure(
+            {"KIND": kind, "URL": redis_url, "LEASE_TTL": LEASE, **values}, argv, environ or {}
+        )
+        return kind
+
+    yield run
+    raft.stop(timeout=5.0)
+    raft._configure({"KIND": "unused", "AUTOSTART": False}, ["pytest"], {})
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["manage.py", "migrate"], "migrate"),
+        (["/srv/site/manage.py", "--settings=x", "runserver", "0:8000"], "runserver"),
+        (["/usr/bin/django-admin", "shell"], "shell"),
+        (["/venv/lib/python3.11/site-packages/django/__main__.py", "check"], "check"),
+        (["manage.py"], "help"),
+        (["/venv/bin/gunicorn", "site.wsgi"], None),
+        (["uwsgi"], None),
+        ([], None),
+    ],
+)
+def test_command_name(argv: list[str], expected: str | None) -> None:
+    assert raft.command_name(argv) == expected
+
+
+@pytest.mark.parametrize("command", ["migrate", "shell", "test", "makemigrations", "check"])
+def test_management_commands_start_nothing_by_themselves(
+    configure: Callable[..., str], redis_client: redis.Redis, command: str
+) -> None:
+    """In a command that does not serve, candidate() is not started, is_leader() is False,
+    and a request_started signal starts nothing; start() does, when asked."""
+    from django.core.signals import request_started
+
+    kind = configure(["manage.py", command])
+    candidate = raft.candidate()
+    assert not candidate.is_running
+    assert raft.is_leader() is False
+    request_started.send(sender=None, environ={})
+    assert members(redis_client, kind) == set() and raftredis_threads() == []
+    assert raft.start() is candidate and candidate.is_leader
+    assert raft.is_leader() is True
+
+
+def test_web_server_starts_at_first_request(
+    configure: Callable[..., str], redis_client: redis.Redis
+) -> None:
+    """Under a server (gunicorn...), ready() starts nothing: the first request does."""
+    from django.core.signals import request_started
+
+    kind = configure(["/venv/bin/gunicorn", "site.wsgi"])
+    assert raftredis_threads() == [] and members(redis_client, kind) == set()
+    request_started.send(sender=None, environ={})
+    candidate = raft.candidate()
+    assert candidate.is_running and candidate.is_leader
+    assert members(redis_client, kind) == {candidate.id}
+    assert raft.is_leader() is True
+
+
+def test_web_server_first_candidate_call_starts_it(configure: Callable[..., str]) -> None:
+    configure(["/venv/bin/gunicorn", "site.wsgi"])
+    assert raft.candidate().is_leader
+
+
+def test_autostart_false(configure: Callable[..., str], redis_client: redis.Redis) -> None:
+    from django.core.signals import request_started
+
+    kind = configure(["/venv/bin/gunicorn", "site.wsgi"], AUTOSTART=False)
+    request_started.send(sender=None, environ={})
+    assert not raft.candidate().is_running and raft.is_leader() is False
+    assert members(redis_client, kind) == set()
+
+
+def test_runserver_starts_in_the_reloader_child_only(
+    configure: Callable[..., str], redis_client: redis.Redis
+) -> None:
+    """runserver: the reloader's parent (no RUN_MAIN) never starts; the child starts at
+    ready(); --noreload starts at ready(); a command listed in START_IN_COMMANDS too."""
+    kind = configure(["manage.py", "runserver"], {})
+    assert members(redis_client, kind) == set() and not raft.candidate().is_running
+    raft.stop()
+    kind = configure(["manage.py", "runserver"], {"RUN_MAIN": "true"})
+    assert members(redis_client, kind) == {raft.candidate().id}
+    raft.stop()
+    kind = configure(["manage.py", "runserver", "--noreload"], {})
+    assert members(redis_client, kind) == {raft.candidate().id}
+    raft.stop()
+    kind = configure(["manage.py", "run_jobs"], {}, START_IN_COMMANDS=["run_jobs"])
+    assert members(redis_client, kind) == {raft.candidate().id}
+
+
+def test_leader_functions_and_receivers_registered_before_start(
+    configure: Callable[..., str],
+) -> None:
+    """while_leader()/on() at import time are attached when the Candidate is built."""
+    ran: list[int] = []
+    elected: list[int] = []
+
+    def job(stop: Leadership) -> None:
+        ran.append(stop.term)
+
+    def on_elected(sender: Candidate, term: int, **extra: Any) -> None:
+        elected.append(term)
+
+    raft.while_leader(job)
+    raft.on("elected", on_elected)
+    try:
+        configure(["/venv/bin/gunicorn", "site.wsgi"])
+        candidate = raft.candidate()
+        wait_until(lambda: ran and elected, timeout=5.0)
+        assert ran == elected == [candidate.current_term]
+    finally:  # hooks are module-wide: leave none behind for the other tests
+        raft._hooks._leader_functions.remove(job)
+        raft._hooks._receivers.remove(("elected", on_elected))
+
+
+# --------------------------------------------------------------- system check
+
+
+def check(value: Any) -> list[tuple[str, str]]:
+    from django.test import override_settings
+
+    with override_settings(RAFTREDIS=value):
+        return [(m.id, m.msg) for m in raft_checks.check_settings()]
+
+
+def test_check_accepts_good_settings(django_settings: None) -> None:
+    good = {"KIND": "site", "URL": "redis://localhost:6379/0", "LEASE_TTL": 1, "META": {"a": 1}}
+    assert check(good) == []
+    assert check({**good, "META": lambda: {"pid": 1}, "START_IN_COMMANDS": ["runserver"]}) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "check_id", "text"),
+    [
+        (None, "raftredis.E001", "settings.RAFTREDIS is not set"),
+        (["KIND"], "raftredis.E001", "settings.RAFTREDIS must be a dict"),
+        ({"URL": "redis://h:1/0"}, "raftredis.E002", "RAFTREDIS['KIND'] is not set"),
+        ({"KIND": "a:b"}, "raftredis.E002", "RAFTREDIS['KIND']='a:b' is not allowed"),
+        ({"KIND": "k", "URL": 6379}, "raftredis.E003", "RAFTREDIS['URL'] must be a URL string"),
+        ({"KIND": "k", "URL": "localhost:6379"}, "raftredis.E003", "must start with redis://"),
+        ({"KIND": "k", "LEASE_TTL": -1}, "raftredis.E004", "RAFTREDIS['LEASE_TTL'] must be a"),
+        (
+            {"KIND": "k", "LEASE_TTL": 1, "MEMBER_EXPIRY": 1},
+            "raftredis.E004",
+            "RAFTREDIS['MEMBER_EXPIRY'] (1 s) must be longer than RAFTREDIS['LEASE_TTL']",
+        ),
+        ({"KIND": "k", "PREFIX": "a b"}, "raftredis.E005", "RAFTREDIS['PREFIX']="),
+        ({"KIND": "k", "META": {1j}}, "raftredis.E005", "RAFTREDIS['META'] must be JSON"),
+        ({"KIND": "k", "AUTOSTART": "no"}, "raftredis.E006", "RAFTREDIS['AUTOSTART'] must be"),
+        ({"KIND": "k", "START_IN_COMMANDS": "runserver"}, "raftredis.E006", "list of command"),
+        ({"KIND": "k", "LEASE_TT": 1}, "raftredis.W001", "unknown key 'LEASE_TT'"),
+    ],
+)
+def test_check_flags_bad_settings(
+    django_settings: None, value: Any, check_id: str, text: str
+) -> None:
+    found = check(value)
+    assert any(i == check_id and text in m for i, m in found), found
+
+
+def test_check_suggests_the_key_meant(django_settings: None) -> None:
+    from django.test import override_settings
+
+    with override_settings(RAFTREDIS={"KIND": "k", "lease_ttl": 1}):
+        (warning,) = raft_checks.check_settings()
+    assert warning.id == "raftredis.W001" and warning.hint == "did you mean 'LEASE_TTL'?"
+
+
+# ------------------------------------------------------------ the example site
+
+PROBE_APP = """
+import os
+import sys
+
+from django.apps import AppConfig
+
+
+class ProbeConfig(AppConfig):
+    name = "probe_app"
+
+    def ready(self):
+        import raftredis.contrib.django as raft
+
+        candidate = raft.candidate()
+        print(
+            f"PROBE pid={os.getpid()} running={candidate.is_running} leader={raft.is_leader()}",
+            file=sys.stderr,
+            flush=True,
+        )
+"""
+
+TEST_SETTINGS = """
+import json
+import os
+
+from example_site.settings import *  # noqa: F403
+
+if os.environ.get("PROBE"):
+    INSTALLED_APPS = [*INSTALLED_APPS, "probe_app.apps.ProbeConfig"]  # noqa: F405
+RAFTREDIS = {**RAFTREDIS, **json.loads(os.environ.get("RAFTREDIS_OVERRIDES", "{}"))}  # noqa: F405
+"""
+
+
+@pytest.fixture(scope="module")
+def site_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory with test settings (extending the example's) and a probe app."""
+    path = tmp_path_factory.mktemp("django_site")
+    (path / "probe_app").mkdir()
+    (path / "probe_app" / "__init__.py").write_text("")
+    (path / "probe_app" / "apps.py").write_text(textwrap.dedent(PROBE_APP))
+    (path / "raft_test_settings.py").write_text(textwrap.dedent(TEST_SETTINGS))
+    return path
+
+
+def site_env(site_path: Path, redis_url: str, kind: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(site_path), str(SITE), os.environ.get("PYTHONPATH", "")]
+        ),
+        "DJANGO_SETTINGS_MODULE": "raft_test_settings",
+        "REDIS_URL": redis_url,
+        "RAFTREDIS_KIND": kind,
+        "RAFTREDIS_LEASE_TTL": str(LEASE),
+        **extra,
+    }
+
+
+def manage(
+    env: dict[str, str], *args: str, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SITE / "manage.py"), *args],
+        cwd=SITE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_migrate_and_shell_do_not_join(
+    site_path: Path, redis_url: str, redis_client: redis.Redis
+) -> None:
+    """`manage.py migrate` and `manage.py shell -c ...`: an app's ready() that asks for the
+    Candidate gets one that is not running, and nobody joins the kind."""
+    kind = unique_kind("migrate")
+    env = site_env(site_path, redis_url, kind, PROBE="1")
+    done = manage(env, "migrate")
+    assert done.returncode == 0, done.stderr
+    assert "running=False leader=False" in done.stderr, done.stderr
+    done = manage(
+        env,
+        "shell",
+        "-c",
+        "import raftredis.contrib.django as r; print('RUNNING', r.candidate().is_running)",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "RUNNING False" in done.stdout, done.stdout
+    assert members(redis_client, kind) == set()
+    assert redis_client.keys(f"raftredis:{{{kind}}}:*") == []
+
+
+def test_check_command_reports_a_bad_setting(site_path: Path, redis_url: str) -> None:
+    """`manage.py check` fails with the raftredis check id and the key to fix."""
+    overrides = json.dumps({"LEASE_TTL": 1, "RENEW_DEADLINE": 5})
+    env = site_env(site_path, redis_url, "bad-kind", RAFTREDIS_OVERRIDES=overrides)
+    done = manage(env, "check")
+    assert done.returncode == 1
+    assert "raftredis.E004" in done.stderr, done.stderr
+    assert "RAFTREDIS['RENEW_DEADLINE'] (5 s) must be shorter than" in done.stderr
+
+
+def test_raftredis_status_prints_the_leader(
+    site_path: Path, redis_url: str, redis_client: redis.Redis
+) -> None:
+    """`manage.py raftredis_status` names the leader of a running kind and lists its
+    members, without joining; --json gives the same as JSON."""
+    kind = unique_kind("status")
+    env = site_env(site_path, redis_url, kind)
+    leader = Candidate(redis=redis_url, kind=kind, lease_ttl=LEASE, meta={"n": 1})
+    follower = Candidate(redis=redis_url, kind=kind, lease_ttl=LEASE, meta={"n": 2})
+    with leader, follower:
+        done = manage(env, "raftredis_status")
+        assert done.returncode == 0, done.stderr
+        assert f"leader: {leader.id} (term {leader.current_term})" in done.stdout
+        assert "instances: 2" in done.stdout and follower.id in done.stdout
+        done = manage(env, "raftredis_status", "--json")
+        report = json.loads(done.stdout)
+        assert report["leader"] == leader.id
+        assert [i["meta"] for i in report["instances"]] == [{"n": 1}, {"n": 2}]
+        assert members(redis_client, kind) == {leader.id, follower.id}
+    done = manage(env, "raftredis_status")
+    assert "leader: none" in done.stdout and "instances: 0" in done.stdout
+
+
+def test_raftredis_status_fails_clearly_without_redis(site_path: Path) -> None:
+    env = site_env(site_path, f"redis://127.0.0.1:{free_port()}/0", "any-kind")
+    done = manage(env, "raftredis_status", "--timeout", "0.5")
+    assert done.returncode == 1
+    assert "could not read the status from Redis" in done.stderr
+
+
+def _get_json(port: int, path: str) -> dict[str, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5.0)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        response = conn.getresponse()
+        assert response.status == 200, response.read()[:500]
+        return dict(json.loads(response.read()))
+    finally:
+        conn.close()
+
+
+def test_runserver_with_autoreloader_joins_once(
+    site_path: Path, redis_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """`manage.py runserver` (autoreloader on): the watching parent never joins; the serving
+    child joins at ready(), leads, and answers /leader with its own pid."""
+    kind = unique_kind("runserver")
+    port = free_port()
+    env = site_env(site_path, redis_url, kind, PROBE="1", PYTHONUNBUFFERED="1")
+    log_path = tmp_path / "runserver.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, str(SITE / "manage.py"), "runserver", f"127.0.0.1:{port}"],
+            cwd=SITE,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+
+        def answer() -> dict[str, Any] | None:
+            assert server.poll() is None, log_path.read_text()
+            try:
+                return _get_json(port, "/leader")
+            except (OSError, http.client.HTTPException):
+                return None
+
+        reply = wait_until(answer, timeout=30.0, interval=0.05, message=log_path.read_text)
+        assert reply["is_leader"] is True and reply["pid"] != server.pid
+        assert members(redis_client, kind) == {reply["id"]}
+        probes = [line for line in log_path.read_text().splitlines() if "PROBE" in line]
+        assert f"PROBE pid={server.pid} running=False leader=False" in probes, probes
+        assert f"PROBE pid={reply['pid']} running=True leader=True" in probes, probes
+        cluster = _get_json(port, "/cluster")
+        assert cluster["leader"] == reply["id"]
+        assert [m["meta"]["pid"] for m in cluster["members"]] == [reply["pid"]]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
