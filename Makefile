@@ -46,7 +46,7 @@ demo: venv
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .eggs .mypy_cache .ruff_cache .pytest_cache \
-	    .hypothesis .coverage .coverage.* htmlcov .chaos
+	    .hypothesis .coverage .coverage.* htmlcov .chaos docs/_build docs/_generated
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # Benchmarks (bench/run.py): `make bench` is the quick run (a few minutes),
@@ -62,3 +62,13 @@ bench: venv
 bench-full: venv
 	$(VPY) -c 'import matplotlib, psutil' 2>/dev/null || $(VPY) -m pip install -q -e '.[bench]'
 	$(VPY) bench/run.py --full --out $(BENCH_OUT)
+
+# Documentation (docs/): Sphinx with the furo theme, MyST Markdown and autodoc,
+# into docs/_build/html. Warnings are errors (-W), every cross-reference must
+# resolve (-n); -E rereads every page, so a warning is never hidden by an
+# incremental build. The docs extra is installed into .venv on first use.
+.PHONY: docs
+
+docs: venv
+	$(VPY) -c 'import sphinx, furo, myst_parser' 2>/dev/null || $(VPY) -m pip install -q -e '.[docs]'
+	$(VPY) -m sphinx -b html -E -W --keep-going -n -q docs docs/_build/html

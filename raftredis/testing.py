@@ -521,6 +521,7 @@ class FakeClock:
 
     def __init__(self, start: float = 1000.0) -> None:
         """Start the clock at ``start`` seconds."""
+        #: The current time, in seconds; :meth:`advance` and :meth:`set` move it.
         self.now: float = float(start)
 
     def __call__(self) -> float:
