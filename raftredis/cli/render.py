@@ -10,7 +10,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from .observe import Snapshot
+from ..observe import Snapshot
 
 __all__ = ["age", "compact_json", "events_text", "snapshot_table", "watch_view"]
 

@@ -8,8 +8,8 @@ import click
 import redis
 from rich.console import Console
 
+from ..observe import read_snapshot
 from .common import open_client, redis_failure
-from .observe import read_snapshot
 from .options import Target, target_options
 from .render import snapshot_table
 

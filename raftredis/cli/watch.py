@@ -2,7 +2,7 @@
 
 The watcher subscribes to the kind's notice channels (``control``: elected,
 resigned, left; ``membership``: joined, meta) and re-reads the whole state
-(:func:`~raftredis.cli.observe.read_snapshot`) on every notice and at least
+(:func:`~raftredis.observe.read_snapshot`) on every notice and at least
 every ``--interval`` seconds. The state in Redis is the truth; the notices
 only say when to look again (they are pub/sub and can be missed, and a
 crashed leader's lease just expires, with no notice). It never joins the kind.
@@ -26,9 +26,9 @@ from redis.client import PubSub
 from rich.console import Console
 from rich.live import Live
 
+from ..observe import Snapshot, read_snapshot
 from ..wire import WireError, decode_control
 from .common import open_client, redact_url, redis_failure
-from .observe import Snapshot, read_snapshot
 from .options import Target, target_options
 from .render import snapshot_table, watch_view
 

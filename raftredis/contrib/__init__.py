@@ -23,7 +23,6 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import math
 import os
 import re
 import threading
@@ -38,19 +37,16 @@ import redis as redis_py
 
 from .. import signals
 from ..candidate import Candidate
-from ..connection import connection_spec, describe
+from ..connection import connection_spec
 from ..errors import ConfigurationError, NotRunningError
 from ..leader_work import LeaderFunction
-from ..models import Instance, State
-from ..store import KeySpace, parse_lease
+from ..observe import Snapshot, read_kind
 from ..timing import Timings
-from ..wire import MemberRecord, WireError, decode_record
 
 __all__ = [
     "SETTING_KEYS",
     "TIMING_KEYS",
     "Hooks",
-    "KindStatus",
     "LazyCandidate",
     "SettingProblem",
     "Settings",
@@ -494,115 +490,31 @@ def _refuse_starts_at_exit() -> None:
 # ------------------------------------------------------------------ status
 
 
-@dataclass(frozen=True)
-class KindStatus:
-    """The members and the leader of a kind, as read from Redis by :func:`read_status`."""
-
-    kind: str
-    where: str
-    instances: tuple[Instance, ...]
-    leader_id: str | None
-    term: int | None
-    server_time: float
-
-    @property
-    def leader(self) -> Instance | None:
-        """The leader's entry among the instances, if it is a member."""
-        return next((i for i in self.instances if i.id == self.leader_id), None)
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable view."""
-        return {
-            "kind": self.kind,
-            "redis": self.where,
-            "leader": self.leader_id,
-            "term": self.term,
-            "instances": [
-                {
-                    "id": i.id,
-                    "state": i.state.value,
-                    "meta": i.meta,
-                    "joined_at": i.joined_at,
-                    "last_seen": i.last_seen,
-                }
-                for i in self.instances
-            ],
-        }
-
-
 def read_status(
     *, redis: Any = None, kind: str, key_prefix: str = "raftredis", timeout: float = 5.0
-) -> KindStatus:
-    """Read the live members and the leader of ``kind`` without joining it.
-
-    Only reads (one ``MULTI``/``EXEC``): it never registers, prunes or
-    publishes, so the kind does not see it. Members whose membership has
-    expired are left out. ``redis`` takes what ``Candidate(redis=...)`` takes.
-    Raises ``redis.RedisError`` or ``OSError`` when Redis cannot be reached
-    within ``timeout`` seconds.
-    """
-    spec = connection_spec(redis)
-    keys = KeySpace(key_prefix, kind)
-    pool = redis_py.ConnectionPool(
-        connection_class=spec.connection_class,
-        **{**spec.kwargs, "socket_timeout": timeout, "socket_connect_timeout": timeout},
-    )
-    try:
-        pipe = redis_py.Redis(connection_pool=pool).pipeline(transaction=True)
-        pipe.time()
-        pipe.get(keys.leader)
-        pipe.zrange(keys.members, 0, -1, withscores=True)
-        pipe.hgetall(keys.meta)
-        (seconds, micros), lease_value, rows, records = pipe.execute()
-    finally:
-        pool.disconnect()
-    now_ms = int(seconds) * 1000 + int(micros) // 1000
-    lease = parse_lease(lease_value)
-    holder = lease.holder if lease is not None else None
-    by_id = {_text(k): v for k, v in records.items()}
-    instances = []
-    for member, expires_ms in rows:
-        if not math.isfinite(expires_ms) or expires_ms <= now_ms:
-            continue  # expired: the next Candidate heartbeat prunes it
-        instance_id = _text(member)
-        try:
-            record = decode_record(by_id.get(instance_id))
-        except WireError:
-            record = MemberRecord(None, 0.0, 0.0)
-        state = State.LEADER if instance_id == holder else State.FOLLOWER
-        last_seen = (expires_ms - record.ttl * 1000.0) / 1000.0
-        instances.append(record.instance(instance_id, state, last_seen))
-    instances.sort(key=lambda i: (i.joined_at, i.id))
-    return KindStatus(
-        kind=kind,
-        where=describe(spec),
-        instances=tuple(instances),
-        leader_id=holder,
-        term=lease.term if lease is not None else None,
-        server_time=now_ms / 1000.0,
-    )
+) -> Snapshot:
+    """The kind's live members and leader, read without joining it (see
+    :func:`raftredis.observe.read_kind`)."""
+    return read_kind(redis, kind=kind, key_prefix=key_prefix, timeout=timeout)
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+def format_status(status: Snapshot, where: str = "") -> str:
+    """``status`` as a few lines of text for a terminal (``where``: the Redis it came from)."""
 
-
-def format_status(status: KindStatus) -> str:
-    """``status`` as a few lines of text for a terminal."""
-
-    def when(seconds: float) -> str:
-        if seconds <= 0:
+    def when(seconds: float | None) -> str:
+        if not seconds or seconds <= 0:
             return "?"
         moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
         return moment.strftime("%Y-%m-%d %H:%M:%SZ")
 
-    leader = "none" if status.leader_id is None else f"{status.leader_id} (term {status.term})"
+    leader = status.leader
+    named = "none" if leader is None else f"{leader.id} (term {leader.term})"
     lines = [
-        f"kind: {status.kind} ({status.where})",
-        f"leader: {leader}",
-        f"instances: {len(status.instances)}",
+        f"kind: {status.kind}" + (f" ({where})" if where else ""),
+        f"leader: {named}",
+        f"instances: {len(status.members)}",
     ]
-    for i in status.instances:
-        meta = json.dumps(i.meta, sort_keys=True, default=str)
-        lines.append(f"  {i.id}  {i.state.value:<8}  joined {when(i.joined_at)}  meta {meta}")
+    for m in status.members:
+        meta = json.dumps(m.meta, sort_keys=True, default=str)
+        lines.append(f"  {m.id}  {m.state:<8}  joined {when(m.joined_at)}  meta {meta}")
     return "\n".join(lines)

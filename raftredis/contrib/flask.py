@@ -48,6 +48,7 @@ from flask import Flask, current_app, has_app_context
 from flask.cli import AppGroup
 
 from ..candidate import Candidate
+from ..connection import connection_spec, describe
 from ..errors import ConfigurationError
 from ..leader_work import LeaderFunction, Leadership
 from . import (
@@ -266,6 +267,9 @@ def status_command(as_json: bool, timeout: float) -> None:
         )
     except Exception as exc:
         raise click.ClickException(f"could not read the status from Redis: {exc}") from exc
+    where = describe(connection_spec(settings.redis))
     click.echo(
-        json.dumps(status.as_dict(), indent=2, default=str) if as_json else format_status(status)
+        json.dumps(status.to_json(), indent=2, default=str)
+        if as_json
+        else format_status(status, where)
     )

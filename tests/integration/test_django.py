@@ -364,8 +364,8 @@ def test_raftredis_status_prints_the_leader(
         assert "instances: 2" in done.stdout and follower.id in done.stdout
         done = manage(env, "raftredis_status", "--json")
         report = json.loads(done.stdout)
-        assert report["leader"] == leader.id
-        assert [i["meta"] for i in report["instances"]] == [{"n": 1}, {"n": 2}]
+        assert report["leader"]["id"] == leader.id
+        assert [i["meta"] for i in report["members"]] == [{"n": 1}, {"n": 2}]
         assert members(redis_client, kind) == {leader.id, follower.id}
     done = manage(env, "raftredis_status")
     assert "leader: none" in done.stdout and "instances: 0" in done.stdout

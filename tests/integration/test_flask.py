@@ -343,9 +343,9 @@ def test_status_command_prints_members_and_leader(redis_url: str, extensions: li
         assert follower.id in result.output and '{"role": "web"}' in result.output
         result = runner.invoke(args=["raftredis", "status", "--json"])
         report = json.loads(result.output)
-        assert report["leader"] == leader.id and report["kind"] == kind
-        assert [i["id"] for i in report["instances"]] == [leader.id, follower.id]
-        assert [i["state"] for i in report["instances"]] == ["leader", "follower"]
+        assert report["leader"]["id"] == leader.id and report["kind"] == kind
+        assert [i["id"] for i in report["members"]] == [leader.id, follower.id]
+        assert [i["state"] for i in report["members"]] == ["leader", "follower"]
     # The status command did not join the kind.
     assert {i.id for i in leader.get_instances()} == {leader.id}
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from raftredis.connection import connection_spec, describe
 from raftredis.contrib import format_status, read_status
 from raftredis.contrib.django import load_settings
 
@@ -43,6 +44,6 @@ class Command(BaseCommand):
         except Exception as exc:
             raise CommandError(f"could not read the status from Redis: {exc}") from exc
         if options["json"]:
-            self.stdout.write(json.dumps(status.as_dict(), indent=2, default=str))
+            self.stdout.write(json.dumps(status.to_json(), indent=2, default=str))
         else:
-            self.stdout.write(format_status(status))
+            self.stdout.write(format_status(status, describe(connection_spec(settings.redis))))

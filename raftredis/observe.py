@@ -1,5 +1,7 @@
 """Read a kind's state from Redis without joining it: the leader, the members, their meta.
 
+Used by the ``raftredis`` command line and the Flask and Django status commands.
+
 An observer only reads. It does not register, campaign, or prune expired
 members (the Candidates' scripts do that), so it never shows up in the kind
 and never changes it. Everything comes from one ``MULTI``/``EXEC`` (``TIME``
@@ -14,12 +16,13 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import redis
+import redis as redis_py
 
-from ..store import KeySpace, LeaseRecord, parse_lease
-from ..wire import WireError, decode_record
+from .connection import connection_spec
+from .store import KeySpace, LeaseRecord, parse_lease
+from .wire import WireError, decode_record
 
-__all__ = ["LeaderView", "MemberView", "Snapshot", "read_snapshot"]
+__all__ = ["LeaderView", "MemberView", "Snapshot", "read_kind", "read_snapshot"]
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ def _ok(value: Any, default: Any) -> Any:
     return default if isinstance(value, Exception) else value
 
 
-def read_snapshot(client: redis.Redis, keys: KeySpace) -> Snapshot:
+def read_snapshot(client: redis_py.Redis, keys: KeySpace) -> Snapshot:
     """Read the kind behind ``keys`` in one round trip, changing nothing.
 
     Raises redis-py's errors (``ConnectionError``, ...) when Redis fails.
@@ -176,3 +179,20 @@ def _member(
         expires_at=expires_at,
         term=lease.term if leads and lease is not None else None,
     )
+
+
+def read_kind(
+    redis: Any = None, *, kind: str, key_prefix: str = "raftredis", timeout: float = 5.0
+) -> Snapshot:
+    """Read ``kind`` once, without joining it; ``redis`` takes what ``Candidate(redis=...)``
+    takes. Raises redis-py's errors (or ``OSError``) if Redis does not answer within
+    ``timeout`` seconds."""
+    spec = connection_spec(redis)
+    pool = redis_py.ConnectionPool(
+        connection_class=spec.connection_class,
+        **{**spec.kwargs, "socket_timeout": timeout, "socket_connect_timeout": timeout},
+    )
+    try:
+        return read_snapshot(redis_py.Redis(connection_pool=pool), KeySpace(key_prefix, kind))
+    finally:
+        pool.disconnect()
