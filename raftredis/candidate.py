@@ -211,6 +211,7 @@ class Candidate:
         self._listeners: list[Listener] = []
         self._join_sent = False
         self._hears_membership = False
+        self._last_heartbeat_error: BaseException | None = None
 
     # ------------------------------------------------------------ properties
 
@@ -328,6 +329,8 @@ class Candidate:
 
     def _start_error(self, exc: BaseException) -> BaseException:
         """What a failed start attempt raises: BackendError for Redis trouble."""
+        if isinstance(exc, BackendError) and not str(exc).startswith("could not start"):
+            return BackendError(f"could not start: {exc}")  # raised from exc
         if isinstance(exc, (BackendError, ConfigurationError)):
             return exc
         if isinstance(exc, (redis_py.RedisError, OSError, TimeoutError)):
@@ -397,21 +400,30 @@ class Candidate:
             self._record,
             on_emit=self._emit,
             on_change=self._notify,
-            on_backend_error=self._report_async,
+            on_backend_error=self._heartbeat_failed,
             name=self._thread_name("heartbeat"),
         )
+        self._last_heartbeat_error = None
         self._heartbeat.start()
         self._lifecycle = _RUNNING  # visible to the waiters below
         try:
             with self._changed:
-                known = self._changed.wait_for(self._role_known, deadline - time.monotonic())
+                known = self._changed.wait_for(
+                    lambda: self._role_known() or _refused(self._last_heartbeat_error),
+                    deadline - time.monotonic(),
+                )
         finally:
             self._lifecycle = _NEW
+        error = self._last_heartbeat_error
+        if _refused(error):
+            # An ACL or auth refusal will not go away by waiting: say so now.
+            raise BackendError(f"could not start: {error}") from error
         if not known:
+            why = f"; the last error: {error}" if error is not None else ""
             raise BackendError(
                 f"could not start: no election result from Redis at {describe(self._spec)} "
-                f"within {limit:g} s"
-            )
+                f"within {limit:g} s{why}"
+            ) from error
 
     def _role_known(self) -> bool:
         e = self._election
@@ -708,6 +720,13 @@ class Candidate:
         with self._changed:
             self._changed.notify_all()
 
+    def _heartbeat_failed(self, error: BaseException) -> None:
+        """Heartbeat thread: remember the error for a start() that waits, and report it."""
+        self._last_heartbeat_error = error
+        with self._changed:
+            self._changed.notify_all()
+        self._report_async(error)
+
     def _report_async(self, error: BaseException) -> None:
         """Report an error on the dispatch thread (from threads that never run user code)."""
         dispatcher = self._dispatcher
@@ -902,6 +921,22 @@ def _check_name(what: str, value: Any) -> str:
     if len(value) > 200:
         raise ConfigurationError(f"{what} is {len(value)} characters long; use at most 200")
     return value
+
+
+# How Redis words an ACL denial: NOPERM replies (6.2 and 7), and inside a script.
+_DENIALS = ("NOPERM", "no permissions", "user executing the script can't")
+
+
+def _refused(exc: BaseException | None) -> bool:
+    """True if Redis refused us for good: an ACL denial or failed authentication."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, (redis_py.exceptions.NoPermissionError, redis_py.AuthenticationError)):
+            return True
+        if isinstance(seen, redis_py.ResponseError) and any(mark in str(seen) for mark in _DENIALS):
+            return True  # a denial inside a script comes as a plain error reply
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _timed_out(exc: BaseException) -> bool:

@@ -406,3 +406,27 @@ def test_a_fork_without_at_fork_hooks_does_not_lead(
     assert leader.state is State.FOLLOWER
     monkeypatch.setattr(os, "getpid", lambda: real_pid)
     assert leader.is_leader  # back in the parent
+
+
+def test_an_acl_denial_fails_start_at_once_and_says_why(redis_url: str, redis_client: Any) -> None:
+    """A user who may not SET (the acquire script's lease write) gets a BackendError from
+    start() naming the denial, at once, not "no election result" after start_timeout."""
+    kind = unique_kind()
+    redis_client.execute_command(
+        "ACL", "SETUSER", "no-set", "on", "nopass", "~*", "&*", "+@all", "-set"
+    )
+    host = redis_client.connection_pool.connection_kwargs["host"]
+    port = redis_client.connection_pool.connection_kwargs["port"]
+    candidate = Candidate(
+        redis={"host": host, "port": port, "username": "no-set"}, kind=kind, lease_ttl=1.0
+    )
+    try:
+        started = time.monotonic()
+        with pytest.raises(BackendError, match="could not start") as info:
+            candidate.start(timeout=6.0)
+        assert time.monotonic() - started < 3.0
+        assert "can't run this command" in str(info.value) or "NOPERM" in str(info.value)
+        assert not candidate.is_running
+    finally:
+        redis_client.execute_command("ACL", "DELUSER", "no-set")
+    assert not raftredis_threads()
