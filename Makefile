@@ -28,6 +28,17 @@ test: venv
 	CHAOS_SCALE=$(CHAOS_SCALE) CHAOS_REPORT_DIR=$(CHAOS_REPORT_DIR) \
 	    $(VPY) -m pytest tests/unit tests/integration tests/chaos -q $(PYTEST_ARGS)
 
+# Real Redis topologies (tests/topologies: TLS, ACL, requirepass) need a redis-server
+# built with TLS: `make redis-apt` installs Debian's redis-server, redis-sentinel and
+# redis-tools with apt when there is none (tools/install_redis.sh; does nothing otherwise).
+.PHONY: redis-apt test-topologies
+
+redis-apt:
+	bash tools/install_redis.sh
+
+test-topologies: venv
+	$(VPY) -m pytest tests/topologies -q $(PYTEST_ARGS)
+
 # The full chaos suite (hundreds of faults, ~10 minutes), then a summary of the reports.
 chaos: venv
 	mkdir -p $(CHAOS_REPORT_DIR) && rm -f $(CHAOS_REPORT_DIR)/*.json

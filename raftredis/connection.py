@@ -10,6 +10,7 @@ by raftredis), RESP2, and TCP keepalive so a dead link is noticed.
 
 from __future__ import annotations
 
+import inspect
 import socket
 from collections.abc import Mapping
 from typing import Any
@@ -25,9 +26,16 @@ from .timing import Timings
 
 __all__ = ["ConnectionSpec", "connection_spec", "describe"]
 
-#: Keys accepted in a ``redis={...}`` dict.
+#: Keys accepted in a ``redis={...}`` dict (and every ``ssl_*`` key of :data:`SSL_KEYS`).
 DICT_KEYS = frozenset(
     {"url", "host", "port", "db", "password", "username", "unix_socket_path", "ssl"}
+)
+#: The TLS settings (``ssl_ca_certs``, ``ssl_certfile``...) that the installed
+#: redis-py's SSLConnection takes; a dict may give them along with TLS.
+SSL_KEYS = frozenset(
+    name
+    for name in inspect.signature(redis.SSLConnection.__init__).parameters
+    if name.startswith("ssl_")
 )
 _OURS = ("socket_timeout", "socket_connect_timeout", "retry", "decode_responses")
 #: What is taken from a user's redis.Redis: where and who, nothing about behaviour
@@ -110,11 +118,12 @@ def connection_spec(value: Any) -> ConnectionSpec:
     if isinstance(value, str):
         return _from_url(value)
     if isinstance(value, Mapping):
-        unknown = sorted(str(k) for k in set(value) - DICT_KEYS)
+        unknown = sorted(str(k) for k in set(value) - DICT_KEYS - SSL_KEYS)
         if unknown:
             raise ConfigurationError(
                 f"unknown key(s) {', '.join(unknown)} in redis=...; accepted keys: "
-                f"{', '.join(sorted(DICT_KEYS))} (or pass a URL string or a redis.Redis)"
+                f"{', '.join(sorted(DICT_KEYS))} and, with TLS, ssl_* settings such as "
+                "ssl_ca_certs, ssl_certfile, ssl_keyfile (or pass a URL string or a redis.Redis)"
             )
         settings = dict(value)
         spec = _from_url(settings.pop("url")) if "url" in settings else None
@@ -127,6 +136,12 @@ def connection_spec(value: Any) -> ConnectionSpec:
             kwargs.pop("port", None)
         if settings.pop("ssl", False):
             conn_class = redis.SSLConnection
+        tls_settings = sorted(k for k in settings if k in SSL_KEYS)
+        if tls_settings and not issubclass(conn_class, redis.SSLConnection):
+            raise ConfigurationError(
+                f"{', '.join(tls_settings)} in redis=... need TLS: add \"ssl\": True "
+                "(or use a rediss:// url)"
+            )
         if "port" in settings:
             port = settings["port"]
             if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:

