@@ -160,6 +160,9 @@ def echo_main(url: str) -> None:
         stop_all(cands)
 
 
+Rates = tuple[float, float, int]
+
+
 def _rt_block(
     send: Callable[[dict[str, Any]], object],
     replies: queue.SimpleQueue[Any],
@@ -210,38 +213,14 @@ def _round_trips(
     return samples, lost
 
 
-def _tput_block(
-    send: Callable[[dict[str, Any]], object], child: Child, variant: str, count: int
-) -> tuple[float, float, int]:
-    """``count`` sequential sends, counted in the child; (end-to-end msg/s, calls/s, lost)."""
+def _counted(child: Child, variant: str, count: int, send_all: Callable[[], object]) -> Rates:
+    """Run ``send_all`` (``count`` messages), counted by the child; (end-to-end msg/s,
+    sender msg/s, lost)."""
     child.send({"cmd": "expect", "variant": variant, "n": count})
     child.expect("armed", timeout=10)
     perf = time.perf_counter
     t0 = perf()
-    for seq in range(count):
-        send({"op": "tick", "seq": seq, "body": "hello from the sender"})
-    t_sent = perf()
-    try:
-        child.expect("done", timeout=30)
-        lost = 0
-    except TimeoutError:
-        child.send({"cmd": "count"})
-        lost = count - int(child.expect("count", timeout=10)[variant])
-    t_done = perf()
-    return count / (t_done - t0), count / (t_sent - t0), lost
-
-
-def _bulk_block(
-    send_batch: Callable[[list[dict[str, Any]]], object], child: Child, variant: str, count: int
-) -> tuple[float, float, int]:
-    """One batch of ``count``, counted in the child; (end-to-end msg/s, sender msg/s, lost)."""
-    child.send({"cmd": "expect", "variant": variant, "n": count})
-    child.expect("armed", timeout=10)
-    perf = time.perf_counter
-    t0 = perf()
-    send_batch(
-        [{"op": "tick", "seq": seq, "body": "hello from the sender"} for seq in range(count)]
-    )
+    send_all()
     t_sent = perf()
     try:
         child.expect("done", timeout=60)
@@ -253,7 +232,31 @@ def _bulk_block(
     return count / (t_done - t0), count / (t_sent - t0), lost
 
 
-Block = Callable[[Callable[[Any], object], Child, str, int], tuple[float, float, int]]
+def _payload(seq: int) -> dict[str, Any]:
+    return {"op": "tick", "seq": seq, "body": "hello from the sender"}
+
+
+def _tput_block(
+    send: Callable[[dict[str, Any]], object], child: Child, variant: str, count: int
+) -> Rates:
+    """``count`` sequential sends."""
+
+    def send_all() -> None:
+        for seq in range(count):
+            send(_payload(seq))
+
+    return _counted(child, variant, count, send_all)
+
+
+def _bulk_block(
+    send_batch: Callable[[list[dict[str, Any]]], object], child: Child, variant: str, count: int
+) -> Rates:
+    """One batch of ``count`` (the payloads are built before the clock starts)."""
+    payloads = [_payload(seq) for seq in range(count)]
+    return _counted(child, variant, count, lambda: send_batch(payloads))
+
+
+Block = Callable[[Callable[[Any], object], Child, str, int], Rates]
 
 
 def _interleaved(
