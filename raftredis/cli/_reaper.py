@@ -20,7 +20,8 @@ import sys
 import time
 
 
-def _group_alive(pgid: int) -> bool:
+def group_alive(pgid: int) -> bool:
+    """True while any process of group ``pgid`` exists (also used by child.py)."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -48,7 +49,7 @@ def main() -> int:
         return 0
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        if not _group_alive(pgid):
+        if not group_alive(pgid):
             return 0
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):

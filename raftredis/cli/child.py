@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ._reaper import group_alive as _group_alive
+
 __all__ = ["Child", "ChildStartError", "exit_status"]
 
 _REAPER = Path(__file__).with_name("_reaper.py")
@@ -43,16 +45,6 @@ def _own_group() -> dict[str, Any]:
     if sys.version_info >= (3, 11):
         return {"process_group": 0}
     return {"start_new_session": True}
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Child:
