@@ -44,6 +44,7 @@ from .leader_work import LeaderFunction, LeaderWork
 from .models import Instance, Scope, State
 from .outbox import MessageBatch, Outbox
 from .sender import Sender
+from .signing import DEFAULT_WINDOW, Keyring, ReplayGuard, secrets_from
 from .store import SEND_TO_LEADER_SCRIPT, KeySpace, RedisStore
 from .timing import Timings
 from .wire import (
@@ -140,6 +141,15 @@ class Candidate:
     :param key_prefix: prefix of every Redis key and channel.
     :param id: this instance's id (default: a random 20-character hex string).
     :param max_message_bytes: largest encoded message sent or accepted.
+    :param secret: sign every message and control notice with HMAC-SHA256 and
+        drop unsigned, badly signed, old or replayed ones (a str or bytes of at
+        least 16 bytes, or a list of them: signs with the first, accepts any).
+        Every instance of a kind must use it, or none (see docs/production.md).
+    :param replay_window: with a secret, seconds a signed message stays
+        acceptable (by the Redis server's clock); default 30.
+    :param min_replicas: keep a new lease only once this many replicas have
+        acknowledged it (``WAIT``); otherwise give it up and campaign again
+        later. 0 (the default) does not wait. See docs/production.md.
     """
 
     def __init__(
@@ -161,6 +171,9 @@ class Candidate:
         vacancy_jitter: float | None = None,
         reelect_backoff: float | None = None,
         clock_sync_interval: float | None = None,
+        secret: str | bytes | list[str | bytes] | None = None,
+        replay_window: float | None = None,
+        min_replicas: int = 0,
     ) -> None:
         self._kind = _check_name("kind", kind)
         self._keys = KeySpace(_check_name("key_prefix", key_prefix), self._kind)
@@ -173,6 +186,9 @@ class Candidate:
                 f"max_message_bytes={max_message_bytes} is too small: use at least 1024"
             )
         self._max_message_bytes = max_message_bytes
+        if isinstance(min_replicas, bool) or not isinstance(min_replicas, int) or min_replicas < 0:
+            raise ConfigurationError(f"min_replicas must be an int >= 0, got {min_replicas!r}")
+        self._min_replicas = min_replicas
         self.timings = Timings.from_lease(
             lease_ttl,
             renew_interval=renew_interval,
@@ -198,6 +214,7 @@ class Candidate:
         self._forked = False
         self._joined_at = 0.0
         self._clock = ServerClock()
+        self._keyring, self._replay_window = _signing_setup(secret, replay_window)
         self._election = Election(self._id, self.timings)
         self._leader_work = LeaderWork(
             self._thread_name("leader"),
@@ -343,7 +360,8 @@ class Candidate:
         self._election = Election(self._id, t)
         commands = self._spec.client(t, retries=1)
         publisher = self._spec.client(t, retries=0)
-        store = RedisStore(commands, publisher, self._keys, self._id)
+        sign = self._sign if self._keyring is not None else None
+        store = RedisStore(commands, publisher, self._keys, self._id, sign)
         self._store = store
         self._outbox = Outbox(
             self._keys,
@@ -352,6 +370,7 @@ class Candidate:
             Sender(publisher),
             SEND_TO_LEADER_SCRIPT,
             stamp=self._stamp,
+            sign=sign,
         )
         sent = time.monotonic()
         server_ms = store.server_time_ms()
@@ -382,6 +401,7 @@ class Candidate:
                     self._max_message_bytes,
                     known_term=lambda: self._election.term,
                     is_leader=lambda: self.is_leader,
+                    guard=self._replay_guard(),
                 ).channels,
                 name=self._thread_name("messages"),
                 on_reconnect=self._on_reconnect,
@@ -402,6 +422,7 @@ class Candidate:
             on_change=self._notify,
             on_backend_error=self._heartbeat_failed,
             name=self._thread_name("heartbeat"),
+            min_replicas=self._min_replicas,
         )
         self._last_heartbeat_error = None
         self._heartbeat.start()
@@ -740,9 +761,16 @@ class Candidate:
 
     def _control_listener(self, publisher: redis_py.Redis, with_membership: bool) -> Listener:
         keys = self._keys
-        channels = {keys.control: self._on_control}
+        # A replay guard per listener: while a new one replaces the old, both
+        # hear the same notices, and neither copy is a replay.
+        guard = self._replay_guard()
+
+        def on_control(message: dict[str, Any]) -> None:
+            self._on_control(message, guard)
+
+        channels = {keys.control: on_control}
         if with_membership:
-            channels[keys.membership] = self._on_control
+            channels[keys.membership] = on_control
         return Listener(
             publisher,
             channels,
@@ -802,14 +830,18 @@ class Candidate:
         self._hears_membership = True
         return old
 
-    def _on_control(self, message: dict[str, Any]) -> None:
+    def _on_control(self, message: dict[str, Any], guard: ReplayGuard | None = None) -> None:
         """Control listener thread: decode and hand to the heartbeat; no user code."""
         data = message.get("data")
         raw = data if isinstance(data, bytes) else b""
         for head, signal in _SIGNAL_ONLY_NOTICES:
+            # Signed notices start with the same head (the signature is at the
+            # end): one nobody would hear is dropped unverified, signed or not.
             if raw.startswith(head) and not signal.has_receivers_for(self):
                 return
         try:
+            if guard is not None:
+                guard.check(raw)
             notice = decode_control(raw, self._max_message_bytes + CONTROL_OVERHEAD_BYTES)
         except WireError as exc:
             channel = message.get("channel")
@@ -835,6 +867,21 @@ class Candidate:
 
     def _record(self) -> str:
         return encode_record(MemberRecord(self._meta, self._joined_at, self.timings.member_expiry))
+
+    def _server_ms(self) -> int:
+        """The Redis server's clock in ms, estimated (the local one before the first sync)."""
+        return self._clock.now_ms() if self._clock.synced else int(time.time() * 1000)
+
+    def _sign(self, body: bytes) -> bytes:
+        """Sign an envelope or notice (only called when a secret is set)."""
+        assert self._keyring is not None
+        return self._keyring.sign(body, self._server_ms())
+
+    def _replay_guard(self) -> ReplayGuard | None:
+        """A verifier for one listener, or None without a secret."""
+        if self._keyring is None:
+            return None
+        return ReplayGuard(self._keyring, self._server_ms, self._replay_window)
 
     def _clock_seconds(self) -> float:
         return self._clock.now_ms() / 1000.0 if self._clock.synced else time.time()
@@ -947,6 +994,17 @@ def _timed_out(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def _signing_setup(secret: Any, window: float | None) -> tuple[Keyring | None, float]:
+    """The keyring for ``secret`` (None without one) and the replay window, checked."""
+    if window is None:
+        window = DEFAULT_WINDOW
+    if isinstance(window, bool) or not isinstance(window, (int, float)) or not 0 < window < 1e9:
+        raise ConfigurationError(f"replay_window must be a positive number, got {window!r}")
+    if secret is None:
+        return None, float(window)
+    return Keyring(secrets_from(secret)), float(window)
 
 
 def _new_id() -> str:

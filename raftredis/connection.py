@@ -6,30 +6,53 @@ client built here has short timeouts (from the timings), at most one retry
 (scripts are safe to run twice), none for anything that publishes (a retried
 PUBLISH could deliver twice), binary replies (input is decoded, and checked,
 by raftredis), RESP2, and TCP keepalive so a dead link is noticed.
+
+Behind Redis Sentinel (``redis={"sentinels": [...], "service_name": ...}`` or a
+``redis+sentinel://`` URL) the pools are redis-py's ``SentinelConnectionPool``:
+every new connection asks a sentinel where the primary is, and a connection
+that finds the old primary demoted (a READONLY reply) is dropped, so each
+reconnect reaches the current primary.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import logging
 import socket
+import threading
+import time
+import weakref
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.connection import ConnectionPool, UnixDomainSocketConnection, parse_url
 from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
 from .errors import ConfigurationError
 from .timing import Timings
 
-__all__ = ["ConnectionSpec", "connection_spec", "describe"]
+__all__ = ["ConnectionSpec", "PrimaryWatch", "SentinelSpec", "connection_spec", "describe"]
+
+log = logging.getLogger("raftredis")
+
+#: The URL scheme of a primary found through Redis Sentinel.
+SENTINEL_SCHEME = "redis+sentinel"
+#: A sentinel's port when a URL leaves it out (Redis Sentinel's default).
+SENTINEL_PORT = 26379
 
 #: Keys accepted in a ``redis={...}`` dict (and every ``ssl_*`` key of :data:`SSL_KEYS`).
 DICT_KEYS = frozenset(
     {"url", "host", "port", "db", "password", "username", "unix_socket_path", "ssl"}
 )
+#: Keys of a ``redis={...}`` dict that select Redis Sentinel (with ``db``,
+#: ``username`` and ``password``, which are the data nodes' settings).
+SENTINEL_KEYS = frozenset({"sentinels", "service_name", "sentinel_username", "sentinel_password"})
 #: The TLS settings (``ssl_ca_certs``, ``ssl_certfile``...) that the installed
 #: redis-py's SSLConnection takes; a dict may give them along with TLS.
 SSL_KEYS = frozenset(
@@ -56,16 +79,64 @@ _FROM_CLIENT = frozenset(
 )
 
 
-class ConnectionSpec:
-    """Where Redis is and how to connect to it, independent of any pool."""
+@dataclass(frozen=True)
+class SentinelSpec:
+    """Where the sentinels are, which primary to ask them for, and how to log in to them."""
 
-    def __init__(self, connection_class: type[Any], kwargs: Mapping[str, Any]) -> None:
+    addresses: tuple[tuple[str, int], ...]
+    service_name: str
+    username: str | None = None
+    password: str | None = None
+
+
+class ConnectionSpec:
+    """Where Redis is and how to connect to it, independent of any pool.
+
+    With ``sentinel``, ``kwargs`` are the settings of the data nodes (db,
+    credentials) and the primary's address comes from the sentinels.
+    """
+
+    def __init__(
+        self,
+        connection_class: type[Any],
+        kwargs: Mapping[str, Any],
+        sentinel: SentinelSpec | None = None,
+    ) -> None:
         self.connection_class = connection_class
         self.kwargs = {k: v for k, v in kwargs.items() if k not in _OURS}
+        self.sentinel = sentinel
+        self._watch: PrimaryWatch | None = None
 
     @property
     def is_unix(self) -> bool:
         return issubclass(self.connection_class, UnixDomainSocketConnection)
+
+    def pool(self, watch: PrimaryWatch | None = None, **settings: Any) -> ConnectionPool:
+        """A new pool for this spec; ``settings`` (timeouts, retry...) go to every connection.
+
+        Behind Sentinel it is a ``SentinelConnectionPool`` whose connections
+        (``SentinelManagedConnection``) ask the sentinels for the primary on
+        every connect. Its ``connection_kwargs`` carry a proxy of the pool
+        (``connection_pool``), so a connection made directly from them (as
+        the Sender does) follows the primary too. The sentinels are asked
+        with the same socket timeouts. With ``watch``, the pool also has its
+        connections dropped when the watch sees another primary.
+        """
+        kwargs: dict[str, Any] = {**self.kwargs, **settings}
+        sentinel = self.sentinel
+        if sentinel is None:
+            return ConnectionPool(connection_class=self.connection_class, **kwargs)
+        manager = watch.manager if watch is not None else _sentinel_manager(sentinel, settings)
+        pool = _FollowingPool(
+            sentinel.service_name,
+            manager,
+            watch,
+            connection_class=SentinelManagedConnection,
+            **kwargs,
+        )
+        if watch is not None:
+            watch.add(pool)
+        return pool
 
     def client(self, timings: Timings, *, retries: int) -> redis.Redis:
         """A new client with its own pool, timeouts from ``timings``, ``retries`` retries."""
@@ -80,11 +151,126 @@ class ConnectionSpec:
         )
         if not self.is_unix:
             kwargs.update(socket_keepalive=True, socket_keepalive_options=_keepalive(timings))
-        pool = ConnectionPool(connection_class=self.connection_class, **kwargs)
-        return redis.Redis(connection_pool=pool)
+        watch = None
+        if self.sentinel is not None:
+            watch = self._watch
+            if watch is None or watch.timings != timings:
+                watch = self._watch = PrimaryWatch(self.sentinel, timings, kwargs)
+        return redis.Redis(connection_pool=self.pool(watch, **kwargs))
 
     def __repr__(self) -> str:
         return f"ConnectionSpec({describe(self)})"
+
+
+def _sentinel_manager(sentinel: SentinelSpec, settings: Mapping[str, Any]) -> Sentinel:
+    """redis-py's Sentinel client, asking with our timeouts (and the sentinels' login)."""
+    sentinel_kwargs: dict[str, Any] = {
+        k: v for k, v in settings.items() if k.startswith("socket_") or k == "retry"
+    }
+    if sentinel.username is not None:
+        sentinel_kwargs["username"] = sentinel.username
+    if sentinel.password is not None:
+        sentinel_kwargs["password"] = sentinel.password
+    return Sentinel(  # type: ignore[no-untyped-call]
+        list(sentinel.addresses), sentinel_kwargs=sentinel_kwargs
+    )
+
+
+class PrimaryWatch:
+    """Asks the sentinels where the primary is, now and then; on a change, drops connections.
+
+    redis-py asks the sentinels only when a connection connects. A manual
+    failover (``SENTINEL FAILOVER``) leaves the old primary up and writable
+    until Sentinel reconfigures it, about 10 s later; connections open to
+    it would keep writing there while new ones reach the new primary, and
+    two instances could then lead, one on each server. So every checkout
+    from a pool of this watch asks, at most once per ``membership_refresh``
+    and on a short-lived thread of its own (a slow sentinel never delays a
+    renew), and when the answer changed every connection of its pools is
+    dropped, those in use too (the pub/sub listeners reconnect and resync;
+    a command in flight is retried once, like after any connection error). The
+    Sender drops its own connections by the new address on their pools.
+    """
+
+    def __init__(self, sentinel: SentinelSpec, timings: Timings, settings: Mapping[str, Any]):
+        self.timings = timings
+        self.manager = _sentinel_manager(sentinel, settings)
+        self._service = sentinel.service_name
+        self._interval = timings.membership_refresh
+        self._pools: weakref.WeakSet[SentinelConnectionPool] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._due = 0.0
+        self._asking = False
+
+    def add(self, pool: SentinelConnectionPool) -> None:
+        with self._lock:
+            self._pools.add(pool)
+
+    def poke(self) -> None:
+        """Ask the sentinels in the background if the last answer is old enough."""
+        now = time.monotonic()
+        with self._lock:
+            if self._asking or now < self._due:
+                return
+            self._asking = True
+            self._due = now + self._interval
+        threading.Thread(target=self._ask, name="raftredis-sentinel-watch", daemon=True).start()
+
+    def _ask(self) -> None:
+        try:
+            address = self.manager.discover_master(self._service)  # type: ignore[no-untyped-call]
+        except (redis.RedisError, OSError):
+            return  # no answer: connecting will raise, and be reported, if it matters
+        finally:
+            with self._lock:
+                self._asking = False
+        with self._lock:
+            pools = list(self._pools)
+        moved_from = None
+        for pool in pools:
+            known = pool.proxy.master_address
+            if known is not None and tuple(known) != tuple(address):
+                moved_from = known
+                pool.proxy.master_address = address
+                _drop_connections(pool)
+        if moved_from is not None:
+            log.warning(
+                "raftredis: Sentinel moved %s from %s:%s to %s:%s; reconnecting",
+                self._service,
+                *moved_from,
+                *address,
+            )
+
+
+def _drop_connections(pool: ConnectionPool) -> None:
+    """Close the idle connections; shut down the sockets of those in use.
+
+    Closing a connection another thread reads from breaks redis-py's reader
+    (ValueError on a closed file); a shutdown socket makes that thread's
+    read fail as an ordinary connection error, and redis-py disconnects and
+    reconnects (through the sentinels) by itself.
+    """
+    pool.disconnect(inuse_connections=False)
+    for conn in list(getattr(pool, "_in_use_connections", ())):
+        sock = getattr(conn, "_sock", None)
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class _FollowingPool(SentinelConnectionPool):
+    """A SentinelConnectionPool whose checkouts poke a :class:`PrimaryWatch`."""
+
+    def __init__(
+        self, service_name: str, manager: Sentinel, watch: PrimaryWatch | None, **kwargs: Any
+    ) -> None:
+        super().__init__(service_name, manager, **kwargs)  # type: ignore[no-untyped-call]
+        self._watch = watch
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        if self._watch is not None:
+            self._watch.poke()
+        return super().get_connection(*args, **kwargs)
 
 
 def _keepalive(timings: Timings) -> dict[int, int]:
@@ -112,20 +298,28 @@ def connection_spec(value: Any) -> ConnectionSpec:
             for k, v in pool.connection_kwargs.items()
             if k in _FROM_CLIENT or k.startswith("ssl_")
         }
+        if isinstance(pool, SentinelConnectionPool):
+            return _from_sentinel_pool(pool, taken)
         return ConnectionSpec(pool.connection_class, taken)
     if value is None:
         return ConnectionSpec(redis.Connection, {"host": "localhost", "port": 6379})
     if isinstance(value, str):
         return _from_url(value)
     if isinstance(value, Mapping):
-        unknown = sorted(str(k) for k in set(value) - DICT_KEYS - SSL_KEYS)
+        unknown = sorted(str(k) for k in set(value) - DICT_KEYS - SSL_KEYS - SENTINEL_KEYS)
         if unknown:
             raise ConfigurationError(
                 f"unknown key(s) {', '.join(unknown)} in redis=...; accepted keys: "
                 f"{', '.join(sorted(DICT_KEYS))} and, with TLS, ssl_* settings such as "
-                "ssl_ca_certs, ssl_certfile, ssl_keyfile (or pass a URL string or a redis.Redis)"
+                "ssl_ca_certs, ssl_certfile, ssl_keyfile; behind Sentinel, "
+                f"{', '.join(sorted(SENTINEL_KEYS))} (or pass a URL string or a redis.Redis)"
             )
         settings = dict(value)
+        url_is_sentinel = isinstance(settings.get("url"), str) and settings[
+            "url"
+        ].lower().startswith(f"{SENTINEL_SCHEME}://")
+        if url_is_sentinel or SENTINEL_KEYS & set(settings):
+            return _sentinel_from_dict(settings)
         spec = _from_url(settings.pop("url")) if "url" in settings else None
         kwargs: dict[str, Any] = dict(spec.kwargs) if spec else {}
         conn_class: type[Any] = spec.connection_class if spec else redis.Connection
@@ -158,9 +352,12 @@ def connection_spec(value: Any) -> ConnectionSpec:
 
 
 def _from_url(url: Any) -> ConnectionSpec:
+    if isinstance(url, str) and url.lower().startswith(f"{SENTINEL_SCHEME}://"):
+        return _from_sentinel_url(url)
     if not isinstance(url, str) or urlsplit(url).scheme not in ("redis", "rediss", "unix"):
         raise ConfigurationError(
-            f"redis URL must start with redis://, rediss:// or unix://, got {url!r}"
+            "redis URL must start with redis://, rediss://, unix:// or "
+            f"{SENTINEL_SCHEME}://, got {url!r}"
         )
     try:
         kwargs = parse_url(url)  # type: ignore[no-untyped-call]
@@ -170,9 +367,180 @@ def _from_url(url: Any) -> ConnectionSpec:
     return ConnectionSpec(conn_class, kwargs)
 
 
+# ----------------------------------------------------------------- Sentinel
+
+
+def _from_sentinel_url(url: str) -> ConnectionSpec:
+    """``redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service[/db]``.
+
+    The credentials are the data nodes'; sentinel credentials go in the dict
+    form (``sentinel_username``, ``sentinel_password``). A host without a
+    port means 26379; an IPv6 address goes in brackets.
+    """
+    rest = url[len(SENTINEL_SCHEME) + 3 :]
+    if "?" in rest or "#" in rest:
+        raise ConfigurationError(
+            f"a {SENTINEL_SCHEME}:// URL takes no query or fragment; give other settings "
+            "in the dict form, e.g. {'url': ..., 'sentinel_password': ...}"
+        )
+    netloc, _, path = rest.partition("/")
+    kwargs: dict[str, Any] = {}
+    if "@" in netloc:
+        credentials, _, netloc = netloc.rpartition("@")
+        user, has_password, password = credentials.partition(":")
+        if user:
+            kwargs["username"] = unquote(user)
+        if has_password:
+            kwargs["password"] = unquote(password)
+    addresses = tuple(_sentinel_address(part, url) for part in netloc.split(","))
+    parts = path.split("/") if path else []
+    if parts and parts[-1] == "":
+        parts.pop()  # a trailing slash
+    if not 1 <= len(parts) <= 2 or not parts[0]:
+        raise ConfigurationError(
+            f"cannot parse redis URL {_hide_password(url)!r}: expected "
+            f"{SENTINEL_SCHEME}://[user:password@]host:port[,host:port...]/service_name[/db]"
+        )
+    if len(parts) == 2:
+        if not parts[1].isdigit():
+            raise ConfigurationError(f"the db in {_hide_password(url)!r} must be a number")
+        kwargs["db"] = int(parts[1])
+    sentinel = SentinelSpec(addresses, unquote(parts[0]))
+    return ConnectionSpec(SentinelManagedConnection, kwargs, sentinel)
+
+
+def _sentinel_address(text: str, url: str) -> tuple[str, int]:
+    host, port_text = text, ""
+    if text.startswith("["):  # [IPv6]:port
+        host, _, tail = text[1:].partition("]")
+        port_text = tail[1:] if tail.startswith(":") else tail
+    elif ":" in text:
+        host, _, port_text = text.rpartition(":")
+    if not host or (port_text and not port_text.isdigit()):
+        raise ConfigurationError(
+            f"cannot parse the sentinel address {text!r} in {_hide_password(url)!r}: use host:port"
+        )
+    port = int(port_text) if port_text else SENTINEL_PORT
+    return host, _checked_port(port)
+
+
+def _checked_port(port: Any) -> int:
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ConfigurationError(f"redis port must be an int from 1 to 65535, got {port!r}")
+    return port
+
+
+def _hide_password(url: str) -> str:
+    head, at, tail = url.rpartition("@")
+    if not at:
+        return url
+    scheme, _, credentials = head.partition("://")
+    user = credentials.partition(":")[0]
+    return f"{scheme}://{user}:***@{tail}"
+
+
+def _sentinel_from_dict(settings: dict[str, Any]) -> ConnectionSpec:
+    """The dict form behind Sentinel: ``sentinels`` and ``service_name`` (or a URL)."""
+    refused = sorted(k for k in settings if k in ("host", "port", "unix_socket_path"))
+    if refused:
+        raise ConfigurationError(
+            f"{', '.join(refused)} cannot be combined with Sentinel in redis=...: the "
+            "sentinels say where the primary is"
+        )
+    tls = sorted(k for k in settings if k == "ssl" or k in SSL_KEYS)
+    if tls:
+        raise ConfigurationError(
+            f"{', '.join(tls)}: TLS behind Sentinel is not supported yet; connect to the "
+            "sentinels and the primary without TLS, or to one TLS address"
+        )
+    base = _from_url(settings.pop("url")) if "url" in settings else None
+    if base is not None and base.sentinel is None:
+        raise ConfigurationError(
+            f"with sentinels, url must be a {SENTINEL_SCHEME}:// URL, got {describe(base)!r}"
+        )
+    kwargs: dict[str, Any] = dict(base.kwargs) if base else {}
+    old = base.sentinel if base else None
+    if "sentinels" in settings:
+        addresses = _sentinel_list(settings.pop("sentinels"))
+    elif old is not None:
+        addresses = old.addresses
+    else:
+        raise ConfigurationError(
+            "redis=... behind Sentinel needs sentinels, a list of (host, port) pairs"
+        )
+    service = settings.pop("service_name", old.service_name if old else None)
+    if not isinstance(service, str) or not service:
+        raise ConfigurationError(
+            f"redis=... behind Sentinel needs service_name, the name the sentinels monitor "
+            f"the primary by (e.g. 'mymaster'), got {service!r}"
+        )
+    sentinel = SentinelSpec(
+        addresses,
+        service,
+        username=settings.pop("sentinel_username", None),
+        password=settings.pop("sentinel_password", None),
+    )
+    kwargs.update(settings)  # db, username, password: the data nodes'
+    return ConnectionSpec(SentinelManagedConnection, kwargs, sentinel)
+
+
+def _sentinel_list(value: Any) -> tuple[tuple[str, int], ...]:
+    pairs: list[tuple[str, int]] = []
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            if (
+                isinstance(item, (list, tuple))
+                and len(item) == 2
+                and isinstance(item[0], str)
+                and item[0]
+            ):
+                pairs.append((item[0], _checked_port(item[1])))
+            else:
+                pairs = []
+                break
+    if not pairs:
+        raise ConfigurationError(
+            "sentinels must be a non-empty list of (host, port) pairs, such as "
+            f"[('10.0.0.1', 26379), ('10.0.0.2', 26379)], got {value!r}"
+        )
+    return tuple(pairs)
+
+
+def _from_sentinel_pool(pool: SentinelConnectionPool, taken: dict[str, Any]) -> ConnectionSpec:
+    """A client from ``Sentinel.master_for()``: the same sentinels, service and credentials."""
+    if not pool.is_master:
+        raise ConfigurationError(
+            "redis= is a client of a Sentinel replica (slave_for): raftredis needs the "
+            "primary; pass Sentinel.master_for(...) instead"
+        )
+    manager = pool.sentinel_manager
+    addresses = tuple(
+        (
+            str(s.connection_pool.connection_kwargs["host"]),
+            int(s.connection_pool.connection_kwargs["port"]),
+        )
+        for s in manager.sentinels
+    )
+    login = manager.sentinel_kwargs
+    sentinel = SentinelSpec(
+        addresses, pool.service_name, login.get("username"), login.get("password")
+    )
+    kwargs = {k: v for k, v in taken.items() if k not in ("host", "port")}
+    if any(k.startswith("ssl_") for k in kwargs) or issubclass(
+        pool.connection_class, redis.SSLConnection
+    ):
+        raise ConfigurationError("TLS behind Sentinel is not supported yet")
+    return ConnectionSpec(SentinelManagedConnection, kwargs, sentinel)
+
+
 def describe(spec: ConnectionSpec) -> str:
     """Where the spec points, without the password (for messages and logs)."""
     kw = spec.kwargs
+    if spec.sentinel is not None:
+        hosts = ",".join(
+            f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in spec.sentinel.addresses
+        )
+        return f"{SENTINEL_SCHEME}://{hosts}/{spec.sentinel.service_name}/{kw.get('db', 0)}"
     if spec.is_unix:
         return f"unix://{kw.get('path')}?db={kw.get('db', 0)}"
     scheme = "rediss" if issubclass(spec.connection_class, redis.SSLConnection) else "redis"

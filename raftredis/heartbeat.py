@@ -7,12 +7,15 @@ to the ``emit`` callback, which queues them for the dispatch thread.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+
+import redis
 
 from .clock import ServerClock
 from .election import (
@@ -64,8 +67,10 @@ class HeartbeatLoop:
         on_backend_error: Callable[[BackendError], None],
         name: str,
         monotonic: Callable[[], float] = time.monotonic,
+        min_replicas: int = 0,
     ) -> None:
         self.election = election
+        self._min_replicas = min_replicas
         self._store = store
         self._clock = clock
         self._timings = timings
@@ -151,6 +156,8 @@ class HeartbeatLoop:
         ttl_ms = int(t.lease_ttl * 1000)
         if isinstance(command, Acquire):
             acquired = store.acquire(command.known_term, ttl_ms)
+            if acquired.acquired and self._min_replicas > 0:
+                self._require_replicas(acquired.lease.term)
             held = self._lease(acquired.lease, acquired.remaining_ms / 1000.0)
             return AcquireResult(self._monotonic(), sent_at, held)
         if isinstance(command, Renew):
@@ -186,6 +193,45 @@ class HeartbeatLoop:
             return None
         raise TypeError(f"unknown command {command!r}")
 
+    def _require_replicas(self, term: int) -> None:
+        """Keep a new lease only if ``min_replicas`` replicas acknowledged it (WAIT).
+
+        Otherwise give it up and raise BackendError: the election takes it as
+        a failed campaign and tries again later. WAIT waits at most half a
+        socket timeout, so the connection does not time out first.
+        """
+        wanted = self._min_replicas
+        wait_ms = max(1, int(self._timings.socket_timeout * 500))
+        why = ""
+        try:
+            acked = replicas_acknowledging(self._store, wanted, wait_ms)
+        except (redis.RedisError, OSError) as exc:
+            acked, why = 0, f" (WAIT failed: {exc})"
+        if acked >= wanted:
+            return
+        # If Redis is unreachable the lease expires by itself; we never lead on it.
+        with contextlib.suppress(BackendError):
+            self._store.resign(term)
+        raise BackendError(
+            f"the lease of term {term} reached {acked} of min_replicas={wanted} "
+            f"replica(s) within {wait_ms} ms{why}; gave it up"
+        )
+
     @staticmethod
     def _lease(record: LeaseRecord, remaining: float) -> Lease:
         return Lease(term=record.term, holder=record.holder, remaining=remaining)
+
+
+def replicas_acknowledging(store: RedisStore, wanted: int, timeout_ms: int) -> int:
+    """How many replicas have every write made so far (``WAIT wanted timeout_ms``).
+
+    WAIT counts the acknowledgements of the last write made *on its own
+    connection*, and the acquire ran on whichever connection the pool gave
+    it. So a PUBLISH on a channel nobody listens to goes first, on the same
+    connection: Redis replicates it after the acquire's writes, so a replica
+    that acknowledged it has the lease too.
+    """
+    pipe = store.commands.pipeline(transaction=False)
+    pipe.publish(f"{store.keys.base}:replicated", b"")
+    pipe.execute_command("WAIT", wanted, timeout_ms)  # type: ignore[no-untyped-call]
+    return int(pipe.execute()[1])

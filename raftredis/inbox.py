@@ -16,6 +16,7 @@ from . import signals
 from .dispatch import deliver, report_error
 from .errors import ProtocolError
 from .models import Message, Scope
+from .signing import ReplayGuard
 from .store import KeySpace
 from .wire import WireError, decode_envelope, envelope_head
 
@@ -36,6 +37,7 @@ class Inbox:
         *,
         known_term: Callable[[], int],
         is_leader: Callable[[], bool],
+        guard: ReplayGuard | None = None,
     ) -> None:
         self._sender = sender
         self._kind = keys.kind
@@ -43,8 +45,11 @@ class Inbox:
         self._max_bytes = max_bytes
         self._known_term = known_term
         self._is_leader = is_leader
+        #: With a secret: drops unsigned, badly signed, old and replayed messages.
+        self._guard = guard
         # Our own broadcasts come back to us: recognise them by the head our
-        # encoder writes, before paying for a decode.
+        # encoder writes, before paying for a decode (or a signature check: a
+        # signed envelope starts with the same head, its signature is at the end).
         self._own_head = envelope_head(keys.kind, member_id).encode()
         # The channel set is fixed; role-based filtering happens on receipt.
         self._scopes: dict[str, tuple[Scope, ...]] = {
@@ -88,6 +93,8 @@ class Inbox:
 
     def accept(self, channel: str, raw: bytes) -> Message | None:
         """Decode one message; None for ones not meant for us (our own, followers-only)."""
+        if self._guard is not None:
+            self._guard.check(raw)
         envelope = decode_envelope(raw, kind=self._kind, max_bytes=self._max_bytes)
         if envelope.scope not in self._scopes.get(channel, ()):
             raise ProtocolError(

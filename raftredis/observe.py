@@ -188,10 +188,7 @@ def read_kind(
     takes. Raises redis-py's errors (or ``OSError``) if Redis does not answer within
     ``timeout`` seconds."""
     spec = connection_spec(redis)
-    pool = redis_py.ConnectionPool(
-        connection_class=spec.connection_class,
-        **{**spec.kwargs, "socket_timeout": timeout, "socket_connect_timeout": timeout},
-    )
+    pool = spec.pool(socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
         return read_snapshot(redis_py.Redis(connection_pool=pool), KeySpace(key_prefix, kind))
     finally:

