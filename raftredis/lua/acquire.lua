@@ -21,15 +21,12 @@ local function sane(n)
 end
 local now = server_ms()
 local stored = sane(tonumber(on_own_key(KEYS[2], 'GET', KEYS[2])))
--- Without a stored term (the first election, or Redis lost its data) the
--- server's clock in ms is the floor: above every term of the past, even if
--- no surviving instance remembers the newest one. Afterwards terms count up
--- by one.
-local floor = 0
-if stored == 0 then
-  floor = now
-end
-local term = math.max(stored, sane(tonumber(ARGV[2])), floor) + 1
+-- The server's clock in ms is a floor for every new term. Without it, a
+-- failover to a replica that missed the last election (or lost its data)
+-- could hand out a term already used, if the winner never read it. With it,
+-- a term taken later is larger, as long as the Redis servers' clocks agree to
+-- within the time between two elections (at least a lease).
+local term = math.max(stored, sane(tonumber(ARGV[2])), now) + 1
 local value = fmt_int(term) .. ' ' .. ARGV[1] .. ' ' .. fmt_int(now + tonumber(ARGV[3]))
 redis.call('SET', KEYS[2], fmt_int(term))
 redis.call('SET', KEYS[1], value, 'PX', ARGV[3])

@@ -240,7 +240,7 @@ def test_stale_control_notices_do_not_disturb_the_leader(
     recorder.wait_for("leader_changed")  # the one from start()
     leader_recorder = Recorder().connect(leader, "defeated", "instance_joined")
     term = leader.current_term
-    assert term == 6
+    assert term > 5  # above the stored term (and the server clock in ms)
     notices = [
         {"v": 1, "type": "elected", "id": "stranger", "term": term - 1},
         {"v": 1, "type": "resigned", "id": "stranger", "term": term},
