@@ -23,11 +23,17 @@ from redis.client import PubSub, PubSubWorkerThread
 
 from .errors import BackendError
 
-__all__ = ["Listener"]
+__all__ = ["Listener", "channel_of"]
 
 log = logging.getLogger("raftredis")
 
 Handler = Callable[[dict[str, Any]], None]
+
+
+def channel_of(message: dict[str, Any]) -> str:
+    """The channel a redis-py pub/sub message came on, as text."""
+    channel = message.get("channel", b"")
+    return channel.decode("utf-8", "replace") if isinstance(channel, bytes) else str(channel)
 
 
 class Listener:

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import redis as redis_py
 
 from . import signals
-from .bus import Listener
+from .bus import Listener, channel_of
 from .clock import ServerClock
 from .connection import ConnectionSpec, connection_spec, describe
 from .dispatch import Dispatcher
@@ -82,7 +82,7 @@ _SIGNAL_ONLY_NOTICES = (
 # The signals fed by the kind's membership channel. Every member hears every
 # start there (N**2 notices when a fleet starts), so a Candidate subscribes to
 # it only while some receiver is connected to one of these signals.
-_MEMBERSHIP_SIGNALS = (signals.instance_joined, signals.meta_changed)
+_MEMBERSHIP_SIGNALS = tuple(signal for _, signal in _SIGNAL_ONLY_NOTICES)
 
 
 def _membership_heard(candidate: Candidate) -> bool:
@@ -788,25 +788,25 @@ class Candidate:
         """
         if self._hears_membership or self._forked or not _membership_heard(self):
             return
-        if self._lifecycle_lock.acquire(blocking=False):
-            try:
-                old = self._subscribe_membership()
-            finally:
-                self._lifecycle_lock.release()
-            if old is not None:
-                old.stop(1.0)
-            return
-        threading.Thread(
-            target=self._subscribe_membership_later,
-            name=self._thread_name("subscribe"),
-            daemon=True,
-        ).start()
+        if not self._add_membership_listener(blocking=False):
+            threading.Thread(
+                target=self._add_membership_listener,
+                args=(True,),
+                name=self._thread_name("subscribe"),
+                daemon=True,
+            ).start()
 
-    def _subscribe_membership_later(self) -> None:
-        with self._lifecycle_lock:
+    def _add_membership_listener(self, blocking: bool) -> bool:
+        """Swap in the listener under the lifecycle lock; False if the lock was busy."""
+        if not self._lifecycle_lock.acquire(blocking=blocking):
+            return False
+        try:
             old = self._subscribe_membership()
+        finally:
+            self._lifecycle_lock.release()
         if old is not None:
             old.stop(1.0)
+        return True
 
     def _subscribe_membership(self) -> Listener | None:
         """With the lifecycle lock held: swap in a control listener that also hears the
@@ -844,9 +844,7 @@ class Candidate:
                 guard.check(raw)
             notice = decode_control(raw, self._max_message_bytes + CONTROL_OVERHEAD_BYTES)
         except WireError as exc:
-            channel = message.get("channel")
-            name = channel.decode("utf-8", "replace") if isinstance(channel, bytes) else ""
-            error = ProtocolError(str(exc), channel=name or self._keys.control, raw=raw)
+            error = ProtocolError(str(exc), channel=channel_of(message), raw=raw)
             log.warning("%s", error)
             self._report_async(error)
             return

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import signals
+from .bus import channel_of
 from .dispatch import deliver, report_error
 from .errors import ProtocolError
 from .models import Message, Scope
@@ -69,12 +70,7 @@ class Inbox:
         raw = data if isinstance(data, bytes) else b""
         if raw.startswith(self._own_head):
             return
-        channel_raw = message.get("channel", b"")
-        channel = (
-            channel_raw.decode("utf-8", "replace")
-            if isinstance(channel_raw, bytes)
-            else str(channel_raw)
-        )
+        channel = channel_of(message)
         try:
             received = self.accept(channel, raw)
         except WireError as exc:

@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENV_VAR",
+    "THREAD_PREFIX",
+    "CandidateGroup",
     "FakeClock",
     "ReceivedSignal",
     "RedisServer",
@@ -58,7 +60,9 @@ __all__ = [
     "TLSFiles",
     "find_redis_server",
     "find_tls_redis_server",
+    "free_port",
     "make_tls_files",
+    "raftredis_threads",
     "redis_server_supports_tls",
     "wait_until",
 ]
@@ -381,8 +385,8 @@ def _requirepass(args: Sequence[str]) -> str | None:
     return password
 
 
-def _free_port() -> int:
-    """Return a TCP port of 127.0.0.1 that was free a moment ago."""
+def free_port() -> int:
+    """Return a TCP port of 127.0.0.1 that was free a moment ago (bound, then closed)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((_HOST, 0))
         port: int = sock.getsockname()[1]
@@ -658,7 +662,7 @@ class RedisServer:
         attempts = _PORT_ATTEMPTS if pick_port else 1
         for attempt in range(1, attempts + 1):
             if not self._use_unix_socket and self._port is None:
-                self._port = self._requested_port or _free_port()
+                self._port = self._requested_port or free_port()
             try:
                 self._launch(binary)
                 return
@@ -1069,3 +1073,67 @@ class SignalRecorder:
         with self._lock:
             events, self._events = self._events, []
             return events
+
+
+# ------------------------------------------------------------ Candidates
+
+#: Every thread raftredis starts has a name that begins with this.
+THREAD_PREFIX = "raftredis-"
+
+
+def raftredis_threads() -> list[threading.Thread]:
+    """The live threads raftredis started: after every Candidate stopped, none should be."""
+    return [t for t in threading.enumerate() if t.name.startswith(THREAD_PREFIX) and t.is_alive()]
+
+
+class CandidateGroup:
+    """Candidates of one kind on one Redis, for tests; :meth:`close` stops every one.
+
+    ``defaults`` are keyword arguments for every Candidate (``lease_ttl=1.0``,
+    say); :meth:`new` and :meth:`start` take more, which win. Use it as a
+    context manager to stop them all at the end of a test, also on failure.
+    """
+
+    def __init__(self, redis: Any, kind: str, **defaults: Any) -> None:
+        self.redis = redis
+        self.kind = kind
+        self.defaults = defaults
+        self.candidates: list[Candidate] = []
+
+    def new(self, **kwargs: Any) -> Candidate:
+        """A Candidate of this kind, not started (but stopped at :meth:`close`)."""
+        from .candidate import Candidate
+
+        candidate = Candidate(**{"redis": self.redis, "kind": self.kind, **self.defaults, **kwargs})
+        self.candidates.append(candidate)
+        return candidate
+
+    def start(self, **kwargs: Any) -> Candidate:
+        """A new, started Candidate."""
+        return self.new(**kwargs).start()
+
+    def start_many(self, n: int, **kwargs: Any) -> list[Candidate]:
+        """``n`` new Candidates, started one after the other."""
+        return [self.start(**kwargs) for _ in range(n)]
+
+    def leaders(self) -> list[Candidate]:
+        """The Candidates that lead now (more than one would be a bug)."""
+        return [c for c in self.candidates if c.is_leader]
+
+    def close(self) -> None:
+        """Stop every Candidate, newest first; raise the first error once all were tried."""
+        errors: list[BaseException] = []
+        for candidate in reversed(self.candidates):
+            try:
+                candidate.stop(timeout=5.0)
+            except Exception as exc:  # keep stopping the others
+                errors.append(exc)
+        self.candidates.clear()
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> CandidateGroup:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

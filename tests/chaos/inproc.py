@@ -28,14 +28,19 @@ import pytest
 import redis
 
 from raftredis import Candidate
+from raftredis.testing import (
+    THREAD_PREFIX,
+    CandidateGroup,
+    RedisServer,
+    raftredis_threads,
+    wait_until,
+)
 from raftredis.testing import ReceivedSignal as Received  # noqa: F401 (re-exported)
-from raftredis.testing import RedisServer, wait_until
 from raftredis.testing import SignalRecorder as Recorder  # noqa: F401 (re-exported)
 
 T = TypeVar("T")
 
 LEASE_TTL = 1.0
-THREAD_PREFIX = "raftredis-"
 ROLES = ("heartbeat", "control", "messages", "dispatch")
 
 #: "short" (make test) or "full" (make chaos: more hypothesis examples, longer runs).
@@ -48,8 +53,6 @@ def scaled(short: T, full: T) -> T:
 
 
 # ------------------------------------------------------------------ polling
-
-
 
 
 def stays(predicate: Callable[[], Any], seconds: float, interval: float = 0.005) -> int:
@@ -73,10 +76,6 @@ def unique_kind(prefix: str) -> str:
 
 
 # ----------------------------------------------------------------- threads
-
-
-def raftredis_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith(THREAD_PREFIX) and t.is_alive()]
 
 
 def expected_thread_names(candidate: Candidate) -> set[str]:
@@ -153,43 +152,15 @@ def no_leaked_threads_fixture() -> Iterator[None]:
     )
 
 
-class Candidates:
-    """Creates Candidates and stops every one of them at :meth:`close`."""
+class Candidates(CandidateGroup):
+    """Candidates of one kind on ``url``, with the chaos suite's lease by default."""
 
     def __init__(self, url: str, kind: str, **defaults: Any) -> None:
-        self.url = url
-        self.kind = kind
-        self.defaults = {"lease_ttl": LEASE_TTL, **defaults}
-        self.all: list[Candidate] = []
+        super().__init__(url, kind, **{"lease_ttl": LEASE_TTL, **defaults})
 
-    def new(self, **kwargs: Any) -> Candidate:
-        options = {"redis": self.url, "kind": self.kind, **self.defaults, **kwargs}
-        candidate = Candidate(**options)
-        self.all.append(candidate)
-        return candidate
-
-    def start(self, **kwargs: Any) -> Candidate:
-        return self.new(**kwargs).start()
-
-    def leaders(self) -> list[Candidate]:
-        return [c for c in self.all if c.is_leader]
-
-    def close(self) -> None:
-        errors: list[BaseException] = []
-        for candidate in reversed(self.all):
-            try:
-                candidate.stop(timeout=5.0)
-            except Exception as exc:  # keep stopping the others
-                errors.append(exc)
-        self.all.clear()
-        if errors:
-            raise errors[0]
-
-    def __enter__(self) -> Candidates:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    @property
+    def url(self) -> str:
+        return str(self.redis)
 
 
 def admin_client(server: RedisServer) -> redis.Redis:

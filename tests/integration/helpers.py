@@ -16,7 +16,6 @@ names keeps linters from seeing the test arguments as redefinitions).
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import uuid
@@ -27,19 +26,21 @@ import pytest
 import redis
 
 from raftredis import Candidate, State
+from raftredis.testing import (
+    CandidateGroup,
+    free_port,  # noqa: F401 (re-exported)
+    raftredis_threads,
+    wait_until,
+)
 from raftredis.testing import ReceivedSignal as Received  # noqa: F401 (re-exported)
 from raftredis.testing import SignalRecorder as Recorder  # noqa: F401 (re-exported)
-from raftredis.testing import wait_until
 
 T = TypeVar("T")
 
 LEASE_TTL = 1.0
-THREAD_PREFIX = "raftredis-"
 
 
 # ------------------------------------------------------------------ polling
-
-
 
 
 def timed_wait(predicate: Callable[[], Any], timeout: float = 5.0, message: str = "") -> float:
@@ -47,10 +48,6 @@ def timed_wait(predicate: Callable[[], Any], timeout: float = 5.0, message: str 
     started = time.monotonic()
     wait_until(predicate, timeout=timeout, message=message)
     return time.monotonic() - started
-
-
-def raftredis_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith(THREAD_PREFIX) and t.is_alive()]
 
 
 def assert_no_raftredis_threads(timeout: float = 3.0) -> None:
@@ -61,14 +58,6 @@ def assert_no_raftredis_threads(timeout: float = 3.0) -> None:
     )
 
 
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nobody listens on (bound, then closed)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 def unique_kind(prefix: str = "svc") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
@@ -76,34 +65,15 @@ def unique_kind(prefix: str = "svc") -> str:
 # --------------------------------------------------------------- candidates
 
 
-class Cluster:
+class Cluster(CandidateGroup):
     """Candidates of one kind on one Redis; :meth:`close` stops every one of them."""
 
     def __init__(self, redis_target: Any, kind: str | None = None, **defaults: Any) -> None:
-        self.redis = redis_target
-        self.kind = kind or unique_kind()
-        self.defaults = {"lease_ttl": LEASE_TTL, **defaults}
-        self.candidates: list[Candidate] = []
-
-    def new(self, **kwargs: Any) -> Candidate:
-        """A Candidate of this kind, not started (but stopped at :meth:`close`)."""
-        options = {"redis": self.redis, "kind": self.kind, **self.defaults, **kwargs}
-        candidate = Candidate(**options)
-        self.candidates.append(candidate)
-        return candidate
-
-    def start(self, **kwargs: Any) -> Candidate:
-        """A new, started Candidate."""
-        return self.new(**kwargs).start()
-
-    def start_many(self, n: int, **kwargs: Any) -> list[Candidate]:
-        return [self.start(**kwargs) for _ in range(n)]
+        defaults = {"lease_ttl": LEASE_TTL, **defaults}
+        super().__init__(redis_target, kind or unique_kind(), **defaults)
 
     def running(self) -> list[Candidate]:
         return [c for c in self.candidates if c.is_running]
-
-    def leaders(self) -> list[Candidate]:
-        return [c for c in self.candidates if c.is_leader]
 
     def leader(self) -> Candidate | None:
         """The one running Candidate that is leader now, or None (asserts there is at most one)."""
@@ -121,23 +91,6 @@ class Cluster:
     def followers(self) -> list[Candidate]:
         return [c for c in self.running() if not c.is_leader]
 
-    def close(self) -> None:
-        errors = []
-        for candidate in reversed(self.candidates):
-            try:
-                candidate.stop(timeout=5.0)
-            except Exception as exc:  # keep stopping the others
-                errors.append(exc)
-        self.candidates.clear()
-        if errors:
-            raise errors[0]
-
-    def __enter__(self) -> Cluster:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
 
 def agree_on_leader(candidates: list[Candidate]) -> str | None:
     """The leader id if every candidate knows the same one and that one leads; else None."""
@@ -149,9 +102,6 @@ def agree_on_leader(candidates: list[Candidate]) -> str | None:
     if leader_id is None or len(leaders) != 1 or leaders[0].id != leader_id:
         return None
     return leader_id
-
-
-# ----------------------------------------------------------------- signals
 
 
 # ------------------------------------------------------------ raw channels

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -25,7 +24,13 @@ import pytest
 import redis
 
 from raftredis import Candidate
-from raftredis.testing import RedisServer, find_redis_server, find_tls_redis_server, wait_until
+from raftredis.testing import (
+    RedisServer,
+    find_redis_server,
+    find_tls_redis_server,
+    free_port,
+    wait_until,
+)
 
 #: The password of the ``default`` user of the ACL and password servers.
 ADMIN_PASSWORD = "admin-secret"
@@ -111,13 +116,6 @@ def candidates(kind: str) -> Iterator[Callable[..., Candidate]]:
 SERVICE = "mymaster"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class SentinelSetup:
     """A primary, ``replicas`` replicas (``--replicaof``) and three sentinels, on 127.0.0.1.
 
@@ -152,15 +150,14 @@ class SentinelSetup:
             probe = replica.client()
             try:
                 wait_until(
-                    lambda probe=probe: probe.info("replication").get("master_link_status")
-                    == "up",
+                    lambda probe=probe: probe.info("replication").get("master_link_status") == "up",
                     10.0,
                     "the replica did not sync",
                 )
             finally:
                 probe.close()
         for _ in range(3):
-            port = _free_port()
+            port = free_port()
             config = self.directory / f"sentinel-{port}.conf"
             config.write_text(
                 f"port {port}\nbind 127.0.0.1\ndaemonize no\ndir {self.directory}\n"
@@ -231,9 +228,7 @@ def sentinel_binary() -> str:
 
 
 @pytest.fixture
-def sentinel_setup(
-    sentinel_binary: str, request: pytest.FixtureRequest
-) -> Iterator[SentinelSetup]:
+def sentinel_setup(sentinel_binary: str, request: pytest.FixtureRequest) -> Iterator[SentinelSetup]:
     """A fresh primary, replica and three sentinels for each test.
 
     Parametrize it indirectly with a number for more replicas.
