@@ -226,7 +226,6 @@ class Candidate:
         self._heartbeat: HeartbeatLoop | None = None
         self._dispatcher: Dispatcher | None = None
         self._listeners: list[Listener] = []
-        self._join_sent = False
         self._hears_membership = False
         self._last_heartbeat_error: BaseException | None = None
 
@@ -313,7 +312,7 @@ class Candidate:
             limit = self.timings.start_timeout if timeout is None else timeout
             deadline = time.monotonic() + limit
             backoff = 0.05
-            self._join_sent = False
+            self._joined_at = 0.0  # set by the first attempt that reads the server time
             while True:
                 try:
                     self._start_parts(deadline, limit)
@@ -375,12 +374,11 @@ class Candidate:
         sent = time.monotonic()
         server_ms = store.server_time_ms()
         self._clock.update(server_ms, sent, time.monotonic())
-        self._joined_at = server_ms / 1000.0
-        # A retried start() may have joined already: only the first attempt
-        # refuses an id that a live member uses.
-        mode = "" if self._join_sent else "join"
-        self._join_sent = True
-        joined = store.heartbeat_full(self._record(), int(t.member_expiry * 1000), mode)
+        if not self._joined_at:
+            # Kept across the attempts of one start(): the record then stays the
+            # same, and the join script knows a retried join by its own record.
+            self._joined_at = server_ms / 1000.0
+        joined = store.heartbeat_full(self._record(), int(t.member_expiry * 1000), "join")
         if joined.taken:
             raise ConfigurationError(
                 f"another live instance of kind {self._kind!r} already uses id {self._id!r}: "
