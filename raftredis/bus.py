@@ -6,6 +6,13 @@ the worker dies silently after an outage; with one it keeps reconnecting
 the thread starts and never changed, because subscribing from another thread
 while the worker reads is not safe. A connect callback reports every
 reconnect so the owner can resync state it may have missed.
+
+In a Redis Cluster the channels are shard channels (SSUBSCRIBE). When the
+kind's slot leaves the node (resharding, or the node is demoted), Redis
+drops those subscriptions with an unrequested ``sunsubscribe`` but keeps
+the connection: the listener then reconnects, to the slot's new owner. It
+also reconnects when the kind's other connections have learned of a new
+owner (a MOVED reply), which a subscriber would otherwise never hear of.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ class Listener:
         name: str,
         on_reconnect: Callable[[], None],
         on_failure: Callable[[BaseException], None],
+        sharded: bool = False,
         # How long the worker blocks in one read. A message wakes it at once and
         # stop() shuts the socket down to wake it, so a long wait only saves idle
         # CPU (at 0.1 s an idle Candidate's two listeners cost about 1.3 ms/s).
@@ -61,6 +69,7 @@ class Listener:
         self._client = client
         self._channels = dict(channels)
         self._name = name
+        self._sharded = sharded
         self._on_reconnect = on_reconnect
         self._on_failure = on_failure
         self._sleep_time = sleep_time
@@ -79,9 +88,15 @@ class Listener:
 
         Raises redis errors (the caller wraps them) and ``TimeoutError``.
         """
-        pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
+        if self._sharded:
+            pubsub: PubSub = _ShardedPubSub(self._client.connection_pool, self._name)
+            pubsub.ssubscribe(**self._channels)
+            confirmation = "ssubscribe"
+        else:
+            pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
+            pubsub.subscribe(**self._channels)
+            confirmation = "subscribe"
         self._pubsub = pubsub
-        pubsub.subscribe(**self._channels)
         deadline = time.monotonic() + timeout
         confirmed = 0
         while confirmed < len(self._channels):
@@ -89,7 +104,7 @@ class Listener:
             if remaining <= 0:
                 raise TimeoutError(f"{self._name}: Redis did not confirm the subscriptions")
             reply = pubsub.get_message(timeout=remaining)
-            if reply is not None and reply.get("type") == "subscribe":
+            if reply is not None and reply.get("type") == confirmation:
                 confirmed += 1
         assert pubsub.connection is not None
         # Registered only now, so it fires on reconnects, not on the first connect.
@@ -136,3 +151,40 @@ class Listener:
         # Back off so a dead server does not turn this thread into a busy loop.
         backoff = min(self._max_backoff, 0.05 * 2 ** min(self._failures, 5))
         self._stopping.wait(backoff)
+
+
+class _ShardedPubSub(PubSub):
+    """Shard-channel subscriptions that come back when the server drops them."""
+
+    def __init__(self, pool: Any, name: str) -> None:
+        super().__init__(pool)
+        self._name = name
+
+    def get_message(self, ignore_subscribe_messages: bool = False, timeout: float = 0.0) -> Any:
+        conn = self.connection
+        if conn is not None and getattr(conn, "off_route", False):
+            # The kind's commands learned of a new owner (MOVED): follow them,
+            # so the shard's primary counts this subscriber as a receiver.
+            log.info("%s: the kind's slot moved; subscribing on its new owner", self._name)
+            conn.disconnect()
+        return super().get_message(ignore_subscribe_messages, timeout)
+
+    def handle_message(self, response: Any, ignore_subscribe_messages: bool = False) -> Any:
+        if (
+            isinstance(response, list)
+            and len(response) > 1
+            and response[0] in (b"sunsubscribe", "sunsubscribe")
+            and response[1] in self.shard_channels
+            and response[1] not in self.pending_unsubscribe_shard_channels
+        ):
+            # Not asked for: the slot left this node. Drop the connection; the
+            # next read reconnects (to the slot's owner now) and subscribes again.
+            conn = self.connection
+            if conn is not None:
+                log.info("%s: Redis dropped the shard subscriptions; reconnecting", self._name)
+                route = getattr(conn, "route", None)
+                if route is not None:
+                    route.forget((conn.host, conn.port))
+                conn.disconnect()
+            return None
+        return super().handle_message(response, ignore_subscribe_messages)  # type: ignore[no-untyped-call]

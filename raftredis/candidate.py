@@ -45,7 +45,7 @@ from .models import Instance, Scope, State
 from .outbox import MessageBatch, Outbox
 from .sender import Sender
 from .signing import DEFAULT_WINDOW, Keyring, ReplayGuard, secrets_from
-from .store import SEND_TO_LEADER_SCRIPT, KeySpace, RedisStore
+from .store import KeySpace, RedisStore, send_to_leader_script
 from .timing import Timings
 from .wire import (
     CONTROL_OVERHEAD_BYTES,
@@ -176,7 +176,7 @@ class Candidate:
         min_replicas: int = 0,
     ) -> None:
         self._kind = _check_name("kind", kind)
-        self._keys = KeySpace(_check_name("key_prefix", key_prefix), self._kind)
+        prefix = _check_name("key_prefix", key_prefix)
         self._explicit_id = id is not None
         self._id = _check_id(id) if id is not None else _new_id()
         if isinstance(max_message_bytes, bool) or not isinstance(max_message_bytes, int):
@@ -207,6 +207,8 @@ class Candidate:
             raise ConfigurationError(str(exc)) from None
         self._meta = copy.deepcopy(meta)
         self._spec: ConnectionSpec = connection_spec(redis)
+        # In a Redis Cluster the kind's messages use sharded pub/sub (SPUBLISH).
+        self._keys = KeySpace(prefix, self._kind, sharded=self._spec.cluster is not None)
         self._lifecycle = _NEW
         self._lifecycle_lock = threading.Lock()
         self._changed = threading.Condition()
@@ -357,8 +359,9 @@ class Candidate:
         t = self.timings
         # A fresh state machine per attempt: a failed start() can be retried.
         self._election = Election(self._id, t)
-        commands = self._spec.client(t, retries=1)
-        publisher = self._spec.client(t, retries=0)
+        route = self._keys.base  # in a Redis Cluster: follow the primary of the kind's slot
+        commands = self._spec.client(t, retries=1, route_key=route)
+        publisher = self._spec.client(t, retries=0, route_key=route)
         sign = self._sign if self._keyring is not None else None
         store = RedisStore(commands, publisher, self._keys, self._id, sign)
         self._store = store
@@ -367,7 +370,7 @@ class Candidate:
             self._id,
             self._max_message_bytes,
             Sender(publisher),
-            SEND_TO_LEADER_SCRIPT,
+            send_to_leader_script(self._keys),
             stamp=self._stamp,
             sign=sign,
         )
@@ -404,6 +407,7 @@ class Candidate:
                 name=self._thread_name("messages"),
                 on_reconnect=self._on_reconnect,
                 on_failure=self._report_async,
+                sharded=keys.sharded,
             ),
         ]
         for listener in self._listeners:
@@ -775,6 +779,7 @@ class Candidate:
             name=self._thread_name("control"),
             on_reconnect=self._on_reconnect,
             on_failure=self._report_async,
+            sharded=keys.sharded,
         )
 
     def _hear_membership(self) -> None:

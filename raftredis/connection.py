@@ -12,6 +12,11 @@ Behind Redis Sentinel (``redis={"sentinels": [...], "service_name": ...}`` or a
 every new connection asks a sentinel where the primary is, and a connection
 that finds the old primary demoted (a READONLY reply) is dropped, so each
 reconnect reaches the current primary (``sentinel.py`` has the rest).
+
+In a Redis Cluster (``redis={"startup_nodes": [...]}``, a ``redis+cluster://``
+URL or a ``redis.cluster.RedisCluster``) a kind lives in one hash slot, so the
+pools are ordinary pools whose connections follow the primary of that slot
+(``cluster.py``); :meth:`ConnectionSpec.pool` then needs the kind's key.
 """
 
 from __future__ import annotations
@@ -19,26 +24,33 @@ from __future__ import annotations
 import inspect
 import logging
 import socket
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.connection import ConnectionPool, UnixDomainSocketConnection, parse_url
 from redis.retry import Retry
 from redis.sentinel import SentinelConnectionPool, SentinelManagedConnection
 
+from .cluster import ClusterSpec, MovedRetry, RoutedPool, SlotRoute, slot_connection_class
 from .errors import ConfigurationError
 from .sentinel import FollowingPool, PrimaryWatch, SentinelSpec, sentinel_manager
 from .timing import Timings
 
-__all__ = ["ConnectionSpec", "connection_spec", "describe"]
+__all__ = ["ConnectionSpec", "connection_spec", "describe", "hide_password"]
 
 log = logging.getLogger("raftredis")
 
 #: The URL scheme of a primary found through Redis Sentinel.
 SENTINEL_SCHEME = "redis+sentinel"
+#: The URL scheme of a Redis Cluster (its nodes, comma-separated).
+CLUSTER_SCHEME = "redis+cluster"
+#: The key of a ``redis={...}`` dict that selects Redis Cluster.
+CLUSTER_KEYS = frozenset({"startup_nodes"})
 #: A sentinel's port when a URL leaves it out (Redis Sentinel's default).
 SENTINEL_PORT = 26379
 
@@ -87,18 +99,29 @@ class ConnectionSpec:
         connection_class: type[Any],
         kwargs: Mapping[str, Any],
         sentinel: SentinelSpec | None = None,
+        cluster: ClusterSpec | None = None,
     ) -> None:
         self.connection_class = connection_class
         self.kwargs = {k: v for k, v in kwargs.items() if k not in _OURS}
         self.sentinel = sentinel
+        self.cluster = cluster
         self._watch: PrimaryWatch | None = None
+        self._routes: dict[str, SlotRoute] = {}
+        self._routes_lock = threading.Lock()
 
     @property
     def is_unix(self) -> bool:
         return issubclass(self.connection_class, UnixDomainSocketConnection)
 
-    def pool(self, watch: PrimaryWatch | None = None, **settings: Any) -> ConnectionPool:
+    def pool(
+        self, watch: PrimaryWatch | None = None, *, route_key: str | None = None, **settings: Any
+    ) -> ConnectionPool:
         """A new pool for this spec; ``settings`` (timeouts, retry...) go to every connection.
+
+        In a Redis Cluster, ``route_key`` (any key of the kind) is required:
+        the connections follow the primary of its hash slot, through one
+        :class:`~raftredis.cluster.SlotRoute` per slot shared by every pool of
+        this spec.
 
         Behind Sentinel it is a ``SentinelConnectionPool`` whose connections
         (``SentinelManagedConnection``) ask the sentinels for the primary on
@@ -109,6 +132,17 @@ class ConnectionSpec:
         connections dropped when the watch sees another primary.
         """
         kwargs: dict[str, Any] = {**self.kwargs, **settings}
+        if self.cluster is not None:
+            if route_key is None:
+                raise ConfigurationError(
+                    "a Redis Cluster connection follows the primary of one kind's hash slot: "
+                    "pass route_key (a key of the kind)"
+                )
+            return RoutedPool(
+                connection_class=slot_connection_class(self.connection_class),
+                route=self._route(route_key, kwargs),
+                **kwargs,
+            )
         sentinel = self.sentinel
         if sentinel is None:
             return ConnectionPool(connection_class=self.connection_class, **kwargs)
@@ -124,13 +158,31 @@ class ConnectionSpec:
             watch.add(pool)
         return pool
 
-    def client(self, timings: Timings, *, retries: int) -> redis.Redis:
-        """A new client with its own pool, timeouts from ``timings``, ``retries`` retries."""
+    def _route(self, route_key: str, kwargs: Mapping[str, Any]) -> SlotRoute:
+        assert self.cluster is not None
+        with self._routes_lock:
+            route = self._routes.get(route_key)
+            if route is None:
+                route = SlotRoute(self.cluster.startup_nodes, route_key, kwargs)
+                self._routes[route_key] = route
+            return route
+
+    def client(
+        self, timings: Timings, *, retries: int, route_key: str | None = None
+    ) -> redis.Redis:
+        """A new client with its own pool, timeouts from ``timings``, ``retries`` retries.
+
+        In a Redis Cluster a MOVED reply is retried once even with
+        ``retries=0``: the command did not run, so it cannot run twice.
+        """
+        retry = Retry(NoBackoff(), retries)
+        if self.cluster is not None and retries == 0:
+            retry = MovedRetry()
         kwargs: dict[str, Any] = dict(self.kwargs)
         kwargs.update(
             socket_timeout=timings.socket_timeout,
             socket_connect_timeout=timings.socket_timeout,
-            retry=Retry(NoBackoff(), retries),
+            retry=retry,
             decode_responses=False,
             protocol=2,
             health_check_interval=0,
@@ -142,7 +194,7 @@ class ConnectionSpec:
             watch = self._watch
             if watch is None or watch.timings != timings:
                 watch = self._watch = PrimaryWatch(self.sentinel, timings, kwargs)
-        return redis.Redis(connection_pool=self.pool(watch, **kwargs))
+        return redis.Redis(connection_pool=self.pool(watch, route_key=route_key, **kwargs))
 
     def __repr__(self) -> str:
         return f"ConnectionSpec({describe(self)})"
@@ -166,6 +218,8 @@ def _keepalive(timings: Timings) -> dict[int, int]:
 
 def connection_spec(value: Any) -> ConnectionSpec:
     """Accept a ``redis.Redis``, a URL string, or a dict; raise ConfigurationError otherwise."""
+    if isinstance(value, RedisCluster):
+        return _from_cluster_client(value)
     if isinstance(value, redis.Redis):
         pool = value.connection_pool
         taken = {
@@ -181,15 +235,23 @@ def connection_spec(value: Any) -> ConnectionSpec:
     if isinstance(value, str):
         return _from_url(value)
     if isinstance(value, Mapping):
-        unknown = sorted(str(k) for k in set(value) - DICT_KEYS - SSL_KEYS - SENTINEL_KEYS)
+        unknown = sorted(
+            str(k) for k in set(value) - DICT_KEYS - SSL_KEYS - SENTINEL_KEYS - CLUSTER_KEYS
+        )
         if unknown:
             raise ConfigurationError(
                 f"unknown key(s) {', '.join(unknown)} in redis=...; accepted keys: "
                 f"{', '.join(sorted(DICT_KEYS))} and, with TLS, ssl_* settings such as "
                 "ssl_ca_certs, ssl_certfile, ssl_keyfile; behind Sentinel, "
-                f"{', '.join(sorted(SENTINEL_KEYS))} (or pass a URL string or a redis.Redis)"
+                f"{', '.join(sorted(SENTINEL_KEYS))}; in a Redis Cluster, startup_nodes "
+                "(or pass a URL string, a redis.Redis or a RedisCluster)"
             )
         settings = dict(value)
+        url_is_cluster = isinstance(settings.get("url"), str) and settings[
+            "url"
+        ].lower().startswith(f"{CLUSTER_SCHEME}://")
+        if url_is_cluster or CLUSTER_KEYS & set(settings):
+            return _cluster_from_dict(settings)
         url_is_sentinel = isinstance(settings.get("url"), str) and settings[
             "url"
         ].lower().startswith(f"{SENTINEL_SCHEME}://")
@@ -229,10 +291,12 @@ def connection_spec(value: Any) -> ConnectionSpec:
 def _from_url(url: Any) -> ConnectionSpec:
     if isinstance(url, str) and url.lower().startswith(f"{SENTINEL_SCHEME}://"):
         return _from_sentinel_url(url)
+    if isinstance(url, str) and url.lower().startswith(f"{CLUSTER_SCHEME}://"):
+        return _from_cluster_url(url)
     if not isinstance(url, str) or urlsplit(url).scheme not in ("redis", "rediss", "unix"):
         raise ConfigurationError(
-            "redis URL must start with redis://, rediss://, unix:// or "
-            f"{SENTINEL_SCHEME}://, got {url!r}"
+            "redis URL must start with redis://, rediss://, unix://, "
+            f"{SENTINEL_SCHEME}:// or {CLUSTER_SCHEME}://, got {url!r}"
         )
     try:
         kwargs = parse_url(url)  # type: ignore[no-untyped-call]
@@ -259,32 +323,26 @@ def _from_sentinel_url(url: str) -> ConnectionSpec:
             "in the dict form, e.g. {'url': ..., 'sentinel_password': ...}"
         )
     netloc, _, path = rest.partition("/")
-    kwargs: dict[str, Any] = {}
-    if "@" in netloc:
-        credentials, _, netloc = netloc.rpartition("@")
-        user, has_password, password = credentials.partition(":")
-        if user:
-            kwargs["username"] = unquote(user)
-        if has_password:
-            kwargs["password"] = unquote(password)
-    addresses = tuple(_sentinel_address(part, url) for part in netloc.split(","))
+    netloc, kwargs = _credentials(netloc)
+    addresses = tuple(_address(part, url, SENTINEL_PORT) for part in netloc.split(","))
     parts = path.split("/") if path else []
     if parts and parts[-1] == "":
         parts.pop()  # a trailing slash
     if not 1 <= len(parts) <= 2 or not parts[0]:
         raise ConfigurationError(
-            f"cannot parse redis URL {_hide_password(url)!r}: expected "
+            f"cannot parse redis URL {hide_password(url)!r}: expected "
             f"{SENTINEL_SCHEME}://[user:password@]host:port[,host:port...]/service_name[/db]"
         )
     if len(parts) == 2:
         if not parts[1].isdigit():
-            raise ConfigurationError(f"the db in {_hide_password(url)!r} must be a number")
+            raise ConfigurationError(f"the db in {hide_password(url)!r} must be a number")
         kwargs["db"] = int(parts[1])
     sentinel = SentinelSpec(addresses, unquote(parts[0]))
     return ConnectionSpec(SentinelManagedConnection, kwargs, sentinel)
 
 
-def _sentinel_address(text: str, url: str) -> tuple[str, int]:
+def _address(text: str, url: str, default_port: int) -> tuple[str, int]:
+    """``host[:port]`` or ``[IPv6][:port]`` from a URL with several addresses."""
     host, port_text = text, ""
     if text.startswith("["):  # [IPv6]:port
         host, _, tail = text[1:].partition("]")
@@ -293,10 +351,23 @@ def _sentinel_address(text: str, url: str) -> tuple[str, int]:
         host, _, port_text = text.rpartition(":")
     if not host or (port_text and not port_text.isdigit()):
         raise ConfigurationError(
-            f"cannot parse the sentinel address {text!r} in {_hide_password(url)!r}: use host:port"
+            f"cannot parse the address {text!r} in {hide_password(url)!r}: use host:port"
         )
-    port = int(port_text) if port_text else SENTINEL_PORT
+    port = int(port_text) if port_text else default_port
     return host, _checked_port(port)
+
+
+def _credentials(netloc: str) -> tuple[str, dict[str, Any]]:
+    """Split ``[user][:password]@`` off a URL's netloc; the rest, and the login kwargs."""
+    kwargs: dict[str, Any] = {}
+    if "@" in netloc:
+        credentials, _, netloc = netloc.rpartition("@")
+        user, has_password, password = credentials.partition(":")
+        if user:
+            kwargs["username"] = unquote(user)
+        if has_password:
+            kwargs["password"] = unquote(password)
+    return netloc, kwargs
 
 
 def _checked_port(port: Any) -> int:
@@ -305,7 +376,8 @@ def _checked_port(port: Any) -> int:
     return port
 
 
-def _hide_password(url: str) -> str:
+def hide_password(url: str) -> str:
+    """``url`` with the password after ``user:`` replaced by ``***``."""
     head, at, tail = url.rpartition("@")
     if not at:
         return url
@@ -336,7 +408,7 @@ def _sentinel_from_dict(settings: dict[str, Any]) -> ConnectionSpec:
     kwargs: dict[str, Any] = dict(base.kwargs) if base else {}
     old = base.sentinel if base else None
     if "sentinels" in settings:
-        addresses = _sentinel_list(settings.pop("sentinels"))
+        addresses = _address_list(settings.pop("sentinels"), "sentinels", SENTINEL_PORT)
     elif old is not None:
         addresses = old.addresses
     else:
@@ -357,28 +429,6 @@ def _sentinel_from_dict(settings: dict[str, Any]) -> ConnectionSpec:
     )
     kwargs.update(settings)  # db, username, password: the data nodes'
     return ConnectionSpec(SentinelManagedConnection, kwargs, sentinel)
-
-
-def _sentinel_list(value: Any) -> tuple[tuple[str, int], ...]:
-    pairs: list[tuple[str, int]] = []
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            if (
-                isinstance(item, (list, tuple))
-                and len(item) == 2
-                and isinstance(item[0], str)
-                and item[0]
-            ):
-                pairs.append((item[0], _checked_port(item[1])))
-            else:
-                pairs = []
-                break
-    if not pairs:
-        raise ConfigurationError(
-            "sentinels must be a non-empty list of (host, port) pairs, such as "
-            f"[('10.0.0.1', 26379), ('10.0.0.2', 26379)], got {value!r}"
-        )
-    return tuple(pairs)
 
 
 def _from_sentinel_pool(pool: SentinelConnectionPool, taken: dict[str, Any]) -> ConnectionSpec:
@@ -408,9 +458,123 @@ def _from_sentinel_pool(pool: SentinelConnectionPool, taken: dict[str, Any]) -> 
     return ConnectionSpec(SentinelManagedConnection, kwargs, sentinel)
 
 
+# ------------------------------------------------------------ Redis Cluster
+
+
+def _from_cluster_url(url: str) -> ConnectionSpec:
+    """``redis+cluster://[[user]:password@]host[:port][,host[:port]...][/]``.
+
+    Any node will do, primary or replica; more are learned from the cluster.
+    A host without a port means 6379. A cluster has only database 0.
+    """
+    rest = url[len(CLUSTER_SCHEME) + 3 :]
+    if "?" in rest or "#" in rest:
+        raise ConfigurationError(
+            f"a {CLUSTER_SCHEME}:// URL takes no query or fragment; give other settings "
+            "in the dict form, e.g. {'url': ..., 'password': ...}"
+        )
+    netloc, _, path = rest.partition("/")
+    netloc, kwargs = _credentials(netloc)
+    if path.strip("/") not in ("", "0"):
+        raise ConfigurationError(
+            f"a Redis Cluster has only database 0, but {hide_password(url)!r} names "
+            f"{path.strip('/')!r}: use {CLUSTER_SCHEME}://host:port[,host:port...]"
+        )
+    nodes = tuple(_address(part, url, 6379) for part in netloc.split(","))
+    return ConnectionSpec(redis.Connection, kwargs, cluster=ClusterSpec(nodes))
+
+
+def _cluster_from_dict(settings: dict[str, Any]) -> ConnectionSpec:
+    """The dict form of a Redis Cluster: ``startup_nodes`` (or a URL), and the login."""
+    refused = sorted(
+        k for k in settings if k in ("host", "port", "unix_socket_path") or k in SENTINEL_KEYS
+    )
+    if refused:
+        raise ConfigurationError(
+            f"{', '.join(refused)} cannot be combined with startup_nodes (Redis Cluster) in "
+            "redis=...: list every address in startup_nodes"
+        )
+    _refuse_cluster_tls(k for k in settings if k == "ssl" or k in SSL_KEYS)
+    if settings.get("db", 0) != 0:
+        raise ConfigurationError(f"a Redis Cluster has only database 0, got db={settings['db']!r}")
+    settings.pop("db", None)
+    base = _from_url(settings.pop("url")) if "url" in settings else None
+    if base is not None and base.cluster is None:
+        raise ConfigurationError(
+            f"with startup_nodes, url must be a {CLUSTER_SCHEME}:// URL, got {describe(base)!r}"
+        )
+    kwargs: dict[str, Any] = dict(base.kwargs) if base else {}
+    if "startup_nodes" in settings:
+        nodes = _address_list(settings.pop("startup_nodes"), "startup_nodes", 6379)
+    else:
+        assert base is not None and base.cluster is not None
+        nodes = base.cluster.startup_nodes
+    kwargs.update(settings)  # username, password
+    return ConnectionSpec(redis.Connection, kwargs, cluster=ClusterSpec(nodes))
+
+
+def _from_cluster_client(client: RedisCluster) -> ConnectionSpec:
+    """A ``redis.cluster.RedisCluster``: its nodes and its login, none of its behaviour."""
+    manager = client.nodes_manager
+    nodes = tuple(
+        dict.fromkeys(
+            (str(node.host), int(node.port))
+            for node in [*manager.startup_nodes.values(), *manager.nodes_cache.values()]
+        )
+    )
+    settings = manager.connection_kwargs
+    connection_class = settings.get("connection_class", redis.Connection)
+    _refuse_cluster_tls(["ssl"] if issubclass(connection_class, redis.SSLConnection) else [])
+    taken = {
+        k: v
+        for k, v in settings.items()
+        if k in _FROM_CLIENT and k not in ("host", "port", "db", "path")
+    }
+    return ConnectionSpec(redis.Connection, taken, cluster=ClusterSpec(nodes))
+
+
+def _refuse_cluster_tls(names: Iterable[str]) -> None:
+    tls = sorted(names)
+    if tls:
+        raise ConfigurationError(
+            f"{', '.join(tls)}: TLS in a Redis Cluster is not supported yet; connect to the "
+            "cluster without TLS (on a private network), or use one TLS server or Sentinel"
+        )
+
+
+def _address_list(value: Any, name: str, default_port: int) -> tuple[tuple[str, int], ...]:
+    """A non-empty list of ``(host, port)`` pairs (``"host:port"`` strings are taken too)."""
+    pairs: list[tuple[str, int]] = []
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            if isinstance(item, str) and item:
+                pairs.append(_address(item, item, default_port))
+            elif (
+                isinstance(item, (list, tuple))
+                and len(item) == 2
+                and isinstance(item[0], str)
+                and item[0]
+            ):
+                pairs.append((item[0], _checked_port(item[1])))
+            else:
+                pairs = []
+                break
+    if not pairs:
+        raise ConfigurationError(
+            f"{name} must be a non-empty list of (host, port) pairs, such as "
+            f"[('10.0.0.1', {default_port}), ('10.0.0.2', {default_port})], got {value!r}"
+        )
+    return tuple(pairs)
+
+
 def describe(spec: ConnectionSpec) -> str:
     """Where the spec points, without the password (for messages and logs)."""
     kw = spec.kwargs
+    if spec.cluster is not None:
+        nodes = ",".join(
+            f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in spec.cluster.startup_nodes
+        )
+        return f"{CLUSTER_SCHEME}://{nodes}/"
     if spec.sentinel is not None:
         hosts = ",".join(
             f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in spec.sentinel.addresses

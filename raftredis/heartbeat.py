@@ -232,6 +232,7 @@ def replicas_acknowledging(store: RedisStore, wanted: int, timeout_ms: int) -> i
     that acknowledged it has the lease too.
     """
     pipe = store.commands.pipeline(transaction=False)
-    pipe.publish(f"{store.keys.base}:replicated", b"")
+    keys = store.keys
+    pipe.execute_command(keys.publish_command, f"{keys.base}:replicated", b"")  # type: ignore[no-untyped-call]
     pipe.execute_command("WAIT", wanted, timeout_ms)  # type: ignore[no-untyped-call]
     return int(pipe.execute()[1])

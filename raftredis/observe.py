@@ -188,8 +188,9 @@ def read_kind(
     takes. Raises redis-py's errors (or ``OSError``) if Redis does not answer within
     ``timeout`` seconds."""
     spec = connection_spec(redis)
-    pool = spec.pool(socket_timeout=timeout, socket_connect_timeout=timeout)
+    keys = KeySpace(key_prefix, kind)
+    pool = spec.pool(route_key=keys.base, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
-        return read_snapshot(redis_py.Redis(connection_pool=pool), KeySpace(key_prefix, kind))
+        return read_snapshot(redis_py.Redis(connection_pool=pool), keys)
     finally:
         pool.disconnect()

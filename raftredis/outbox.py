@@ -79,8 +79,9 @@ class Outbox:
         if scope is Scope.DIRECT:
             assert instance_id is not None
             echoes = instance_id == self._id
-            return Outgoing(("PUBLISH", keys.inbox(instance_id), data), scope, echoes, len(data))
-        return Outgoing(("PUBLISH", self._channels[scope], data), scope, True, len(data))
+            command = (keys.publish_command, keys.inbox(instance_id), data)
+            return Outgoing(command, scope, echoes, len(data))
+        return Outgoing((keys.publish_command, self._channels[scope], data), scope, True, len(data))
 
     def send(self, outgoing: Outgoing) -> int:
         """Publish one message; how many other instances received it."""

@@ -8,7 +8,8 @@ project's benchmark machine. So the Sender keeps its own few connections and
 talks to them directly: pack, one write, read the replies. Any error other
 than a Redis error reply drops the connection, so a half-read reply can
 never be taken for the next one; so does a READONLY reply, whose server
-was demoted by a failover (the next connect finds the current primary).
+was demoted by a failover (the next connect finds the current primary). In
+a Redis Cluster a MOVED reply re-routes the connection (cluster.py).
 
 Connections are checked out per call, so threads that send at the same time
 do not wait for each other; one thread's sends stay in order because each
@@ -23,6 +24,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
+from redis.exceptions import MovedError
+
+from .cluster import SlotMoved
 
 __all__ = ["Sender"]
 
@@ -46,8 +50,16 @@ class Sender:
 
         A Redis error reply comes back in its place as a ``redis.ResponseError``
         (the others ran). A connection error or timeout raises: then the
-        commands may or may not have run.
+        commands may or may not have run. In a Redis Cluster, when every
+        command got a MOVED reply none of them ran, and they are sent once
+        more, to the slot's new owner.
         """
+        replies = self._run(commands)
+        if replies and all(isinstance(r, MovedError) for r in replies):
+            replies = self._run(commands)
+        return replies
+
+    def _run(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         conn = self._checkout()
         try:
             if getattr(conn, "_sock", None) is None:
@@ -61,6 +73,10 @@ class Sender:
             for _ in commands:
                 try:
                     replies.append(conn.read_response())
+                except SlotMoved as exc:
+                    # The reply was read whole; the connection is off route now
+                    # and reconnects at its next checkout, to the owner the MOVED named.
+                    replies.append(exc.moved)
                 except redis.ResponseError as exc:
                     replies.append(exc)
                     # READONLY: this server was a primary and is now a replica (a
@@ -88,10 +104,10 @@ class Sender:
             conn = self._idle.pop() if self._idle else None
         if conn is None:
             return self._connection_class(**self._connection_kwargs)
-        if _went_stale(conn) or _moved(conn):
+        if _went_stale(conn) or _moved(conn) or getattr(conn, "off_route", False):
             # Closed by the server while idle (restart, idle timeout, CLIENT KILL),
-            # or Sentinel named another primary: reconnect now, while nothing has
-            # been sent that could be lost.
+            # or Sentinel or the cluster named another primary: reconnect now,
+            # while nothing has been sent that could be lost.
             conn.disconnect()
         return conn
 

@@ -31,6 +31,7 @@ __all__ = [
     "RedisStore",
     "RenewReply",
     "parse_lease",
+    "send_to_leader_script",
 ]
 
 T = TypeVar("T")
@@ -43,11 +44,19 @@ class KeySpace:
     """The Redis keys and channels of one kind under one prefix.
 
     ``{kind}`` is a hash tag: every key of a kind lands in one Redis Cluster
-    slot, so the multi-key scripts work there too.
+    slot, so the multi-key scripts work there too. ``sharded`` (in a Redis
+    Cluster) publishes with SPUBLISH and subscribes with SSUBSCRIBE, which
+    keep a kind's messages on the shard that serves its slot.
     """
 
     prefix: str
     kind: str
+    sharded: bool = False
+
+    @property
+    def publish_command(self) -> str:
+        """PUBLISH, or SPUBLISH on a sharded (Redis Cluster) kind."""
+        return "SPUBLISH" if self.sharded else "PUBLISH"
 
     @property
     def base(self) -> str:
@@ -166,13 +175,14 @@ class MembersReply:
     rows: list[MemberRow]
 
 
-def _load_lua(name: str) -> str:
+def _load_lua(name: str, publish_command: str) -> str:
     lib = resources.files("raftredis").joinpath("lua/_lib.lua").read_text("utf-8")
     body = resources.files("raftredis").joinpath(f"lua/{name}.lua").read_text("utf-8")
     # The body runs as a function so that its reply can be wrapped with the
     # notices it collected (see announce() in _lib.lua).
     return (
-        f"{lib}\nlocal function main()\n{body}\nend\nlocal reply = main()\n"
+        f"local PUBLISH = '{publish_command}'\n{lib}\nlocal function main()\n{body}\nend\n"
+        "local reply = main()\n"
         "if returns_notices then return {reply, announced} end\nreturn reply\n"
     )
 
@@ -184,9 +194,19 @@ _NOTICE_SCRIPTS = frozenset({"acquire", "resign", "leave", "heartbeat", "members
 
 
 _SCRIPT_NAMES = ("acquire", "renew", "resign", "leave", "heartbeat", "members")
-_SCRIPT_TEXT = {name: _load_lua(name) for name in _SCRIPT_NAMES}
+#: Each script twice: publishing with PUBLISH, and with SPUBLISH (Redis Cluster).
+_SCRIPT_TEXT = {
+    command: {name: _load_lua(name, command) for name in _SCRIPT_NAMES}
+    for command in ("PUBLISH", "SPUBLISH")
+}
+_SEND_TO_LEADER = {command: _load_lua("send_to_leader", command) for command in _SCRIPT_TEXT}
 #: Run by the Outbox (outbox.py), which sends user messages.
-SEND_TO_LEADER_SCRIPT = _load_lua("send_to_leader")
+SEND_TO_LEADER_SCRIPT = _SEND_TO_LEADER["PUBLISH"]
+
+
+def send_to_leader_script(keys: KeySpace) -> str:
+    """The send_to_leader script for ``keys`` (publishing as the kind does)."""
+    return _SEND_TO_LEADER[keys.publish_command]
 
 
 def _score_ms(value: Any) -> int | None:
@@ -225,7 +245,8 @@ class RedisStore:
         #: and this store publishes them, signed, right after the script.
         self.sign = sign
         self._scripts: dict[str, Script] = {
-            name: commands.register_script(text) for name, text in _SCRIPT_TEXT.items()
+            name: commands.register_script(text)
+            for name, text in _SCRIPT_TEXT[keys.publish_command].items()
         }
 
     # ------------------------------------------------------------ election
@@ -341,7 +362,8 @@ class RedisStore:
         def run() -> None:
             pipe = self.publisher.pipeline(transaction=True)
             pipe.hset(k.meta, self.member_id, record)
-            pipe.publish(k.membership, notice if self.sign is None else self.sign(notice.encode()))
+            body = notice if self.sign is None else self.sign(notice.encode())
+            pipe.execute_command(k.publish_command, k.membership, body)  # type: ignore[no-untyped-call]
             pipe.execute()
 
         self._call("storing meta", run)
@@ -372,7 +394,8 @@ class RedisStore:
             pipe = self.publisher.pipeline(transaction=False)
             for i in range(0, len(flat) - 1, 2):
                 body = flat[i + 1]
-                pipe.publish(flat[i], sign(body if isinstance(body, bytes) else str(body).encode()))
+                signed = sign(body if isinstance(body, bytes) else str(body).encode())
+                pipe.execute_command(self.keys.publish_command, flat[i], signed)  # type: ignore[no-untyped-call]
             pipe.execute()
         except (redis.RedisError, OSError) as exc:
             log.warning("raftredis: could not publish %d signed notice(s): %s", len(flat) // 2, exc)

@@ -13,7 +13,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-from ..errors import BackendError
+from ..connection import connection_spec, hide_password
+from ..errors import BackendError, ConfigurationError
+from ..store import KeySpace
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -49,24 +51,28 @@ def redact_url(url: str) -> str:
             host = f"{host}:{parts.port}"
         netloc = f"{user}:***@{host}"
         return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    except ValueError:  # not even a URL: say nothing about it
-        return "<unparsable URL>"
+    except ValueError:  # several hosts (Sentinel, Cluster), or not even a URL
+        return hide_password(url) if "://" in url else "<unparsable URL>"
 
 
-def open_client(url: str) -> redis.Redis:
-    """A plain client to ``url`` with short timeouts (the caller closes it).
+def open_client(url: str, keys: KeySpace | None = None) -> redis.Redis:
+    """A client to ``url`` with short timeouts (the caller closes it).
 
-    Raises :class:`CliError` if the URL cannot be used at all.
+    ``url`` takes every form ``Candidate(redis=...)`` takes, Sentinel and
+    Cluster URLs too; in a Redis Cluster the client talks to the primary
+    that serves ``keys`` (or the default prefix). Raises :class:`CliError`
+    if the URL cannot be used at all.
     """
     try:
-        return redis.Redis.from_url(
-            url,
-            socket_timeout=CONNECT_TIMEOUT,
-            socket_connect_timeout=CONNECT_TIMEOUT,
-            decode_responses=False,
-        )
-    except ValueError as exc:
+        spec = connection_spec(url)
+    except ConfigurationError as exc:
         raise CliError(f"invalid Redis URL {redact_url(url)}: {exc}", code=2) from exc
+    pool = spec.pool(
+        route_key=(keys.base if keys is not None else "raftredis"),
+        socket_timeout=CONNECT_TIMEOUT,
+        socket_connect_timeout=CONNECT_TIMEOUT,
+    )
+    return redis.Redis(connection_pool=pool)
 
 
 def _reason(exc: BaseException) -> str:

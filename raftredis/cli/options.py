@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from ..candidate import Candidate
+from ..connection import connection_spec
 from ..errors import ConfigurationError
 from ..store import KeySpace
 
@@ -40,7 +41,8 @@ class Target:
     @property
     def keys(self) -> KeySpace:
         """The kind's Redis keys and channels (the layout Candidates use)."""
-        return KeySpace(self.prefix, self.kind)
+        sharded = connection_spec(self.url).cluster is not None
+        return KeySpace(self.prefix, self.kind, sharded=sharded)
 
     def check(self) -> Target:
         """Check the URL, kind and prefix as a Candidate would; UsageError (exit 2) if bad.

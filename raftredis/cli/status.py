@@ -25,7 +25,7 @@ def status(target: Target) -> int:
     {"id", "term", "expires_in"} or null, "term", "members": [{"id", "state",
     "term", "meta", "joined_at", "last_seen", "expires_in"}]}.
     """
-    client = open_client(target.url)
+    client = open_client(target.url, target.keys)
     try:
         snapshot = read_snapshot(client, target.keys)
     except (redis.RedisError, OSError) as exc:

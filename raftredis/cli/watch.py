@@ -53,7 +53,7 @@ class Watcher:
     def __init__(self, target: Target, interval: float) -> None:
         self.target = target
         self.interval = interval
-        self._client = open_client(target.url)
+        self._client = open_client(target.url, target.keys)
         self._pubsub: PubSub | None = None
         self.outage: str | None = None  # the current Redis failure, while there is one
 
@@ -75,7 +75,10 @@ class Watcher:
         """Subscribe to the notice channels (before the first read, so nothing is missed)."""
         pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         try:
-            pubsub.subscribe(*self.channels)
+            if self.target.keys.sharded:
+                pubsub.ssubscribe(*self.channels)
+            else:
+                pubsub.subscribe(*self.channels)
         except BaseException:
             pubsub.close()
             raise
@@ -119,7 +122,7 @@ class Watcher:
         found: list[dict[str, Any]] = []
         message = self._pubsub.get_message(timeout=timeout)
         while message is not None:
-            if message.get("type") == "message":
+            if message.get("type") in ("message", "smessage"):
                 found.append(self._decode(message["data"]))
             message = self._pubsub.get_message(timeout=0.0)
         return found

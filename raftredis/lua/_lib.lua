@@ -1,4 +1,5 @@
 -- Shared helpers, prepended to every raftredis script (they cost no commands).
+-- PUBLISH, defined before this, is 'PUBLISH', or 'SPUBLISH' in a Redis Cluster.
 -- Lease value: "<term> <holder id> <expiry, server ms>".
 
 -- The server's clock in milliseconds (one TIME call).
@@ -40,7 +41,7 @@ local function announce(channel, body)
     announced[#announced + 1] = body
     return 0
   end
-  return redis.call('PUBLISH', channel, body)
+  return redis.call(PUBLISH, channel, body)
 end
 
 local function notice(channel, kind, id, term)

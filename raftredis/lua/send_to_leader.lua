@@ -11,4 +11,4 @@ end
 if id == ARGV[3] then
   return {id, 0}
 end
-return {id, redis.call('PUBLISH', ARGV[1] .. id, ARGV[2])}
+return {id, redis.call(PUBLISH, ARGV[1] .. id, ARGV[2])}
