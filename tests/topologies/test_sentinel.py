@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
+from failover import check_after_failover, messages_flow, settled
 
 from raftredis import BackendError, Candidate, ConfigurationError
 from raftredis.connection import connection_spec, describe
@@ -117,63 +118,8 @@ def sentinel_candidates(
     yield make
 
 
-def _settled(group: list[Candidate], setup: SentinelSetup, kind: str) -> Candidate | None:
-    """The leader, if exactly one leads, all know it, and the primary's lease names it."""
-    leaders = [c for c in group if c.is_leader]
-    if len(leaders) != 1:
-        return None
-    leader = leaders[0]
-    if any(c.leader_id != leader.id for c in group):
-        return None
-    primary = setup.server(setup.primary_port()).client()
-    try:
-        value = primary.get(f"raftredis:{{{kind}}}:leader")
-    except redis.RedisError:
-        return None
-    finally:
-        primary.close()
-    expected = f"{leader.current_term} {leader.id} ".encode()
-    return leader if value is not None and value.startswith(expected) else None
-
-
-def _healthy(candidate: Candidate) -> bool:
-    """Running, with its heartbeat and both listener threads alive."""
-    heartbeat = candidate._heartbeat
-    listeners = candidate._listeners
-    return (
-        candidate.is_running
-        and heartbeat is not None
-        and heartbeat.thread.is_alive()
-        and len(listeners) == 2
-        and all(
-            listener.thread is not None and listener.thread.is_alive() for listener in listeners
-        )
-    )
-
-
-def _messages_flow(group: list[Candidate], leader: Candidate) -> bool:
-    return all(c.message_to(leader.id, "ping") == 1 for c in group if c is not leader) and all(
-        leader.message_to(c.id, "pong") == 1 for c in group if c is not leader
-    )
-
-
-def _check_after_failover(
-    group: list[Candidate], setup: SentinelSetup, kind: str, old_leader: Candidate, old_term: int
-) -> Candidate:
-    leader = wait_until(
-        lambda: _settled(group, setup, kind),
-        15.0,
-        lambda: f"no settled leader: {group}",
-    )
-    term = leader.current_term
-    assert term >= old_term
-    if leader is not old_leader:
-        assert term > old_term  # a new election
-    assert all(c.current_term == term for c in group)
-    wait_until(lambda: _messages_flow(group, leader), 10.0, "messages do not reach everyone")
-    assert all(_healthy(c) for c in group), group
-    assert [i.id for i in leader.get_instances()] == [c.id for c in group]
-    return leader
+def _primary(setup: SentinelSetup) -> Callable[[], RedisServer]:
+    return lambda: setup.server(setup.primary_port())
 
 
 def test_election_and_messages_through_sentinel(
@@ -187,8 +133,8 @@ def test_election_and_messages_through_sentinel(
         sentinel_candidates(redis=f"redis+sentinel://{ports}/{SERVICE}/0"),
         sentinel_candidates(redis=manager.master_for(SERVICE)),
     ]
-    leader = wait_until(lambda: _settled(group, sentinel_setup, kind), 5.0)
-    assert _messages_flow(group, leader)
+    leader = wait_until(lambda: settled(group, _primary(sentinel_setup), kind), 5.0)
+    assert messages_flow(group, leader)
     assert leader.message_all("hello") == 2
     assert group[1]._spec.sentinel is not None
     assert describe(group[2]._spec) == f"redis+sentinel://{ports}/{SERVICE}/0"
@@ -223,7 +169,7 @@ def test_a_manual_failover(
     (about 10 s later); the PrimaryWatch moves every connection before that.
     """
     group = [sentinel_candidates() for _ in range(3)]
-    old_leader = wait_until(lambda: _settled(group, sentinel_setup, kind), 5.0)
+    old_leader = wait_until(lambda: settled(group, _primary(sentinel_setup), kind), 5.0)
     old_term = old_leader.current_term
     old_port = sentinel_setup.primary_port()
     sentinel = sentinel_setup.sentinel()
@@ -235,7 +181,7 @@ def test_a_manual_failover(
     wait_until(lambda: sentinel_setup.primary_port() != old_port, 10.0, "no new primary")
     new_primary = sentinel_setup.server(sentinel_setup.primary_port())
     assert new_primary.client().info("replication")["role"] == "master"
-    _check_after_failover(group, sentinel_setup, kind, old_leader, old_term)
+    check_after_failover(group, _primary(sentinel_setup), kind, old_leader, old_term)
     # Every listener moved within a few watch intervals, long before Sentinel
     # demotes the old primary (which still takes writes meanwhile).
     old_primary = sentinel_setup.server(old_port)
@@ -279,12 +225,12 @@ def test_the_primary_is_killed(
     the next lease.
     """
     group = [sentinel_candidates(min_replicas=min_replicas) for _ in range(3)]
-    old_leader = wait_until(lambda: _settled(group, sentinel_setup, kind), 5.0)
+    old_leader = wait_until(lambda: settled(group, _primary(sentinel_setup), kind), 5.0)
     old_term = old_leader.current_term
     old_port = sentinel_setup.primary_port()
     sentinel_setup.server(old_port).kill()
     wait_until(lambda: sentinel_setup.primary_port() != old_port, 20.0, "no promotion")
-    _check_after_failover(group, sentinel_setup, kind, old_leader, old_term)
+    check_after_failover(group, _primary(sentinel_setup), kind, old_leader, old_term)
 
 
 # ------------------------------------------- terms on a primary that lost writes
