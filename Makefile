@@ -28,9 +28,10 @@ test: venv
 	CHAOS_SCALE=$(CHAOS_SCALE) CHAOS_REPORT_DIR=$(CHAOS_REPORT_DIR) \
 	    $(VPY) -m pytest tests/unit tests/integration tests/chaos -q $(PYTEST_ARGS)
 
-# Real Redis topologies (tests/topologies: TLS, ACL, requirepass) need a redis-server
-# built with TLS: `make redis-apt` installs Debian's redis-server, redis-sentinel and
-# redis-tools with apt when there is none (tools/install_redis.sh; does nothing otherwise).
+# Real Redis topologies (tests/topologies: TLS, ACL, requirepass, Sentinel, a 3+3
+# Redis Cluster) need a redis-server 7 built with TLS, redis-sentinel and redis-cli:
+# `make redis-apt` installs Debian's redis-server, redis-sentinel and redis-tools with
+# apt when they are missing (tools/install_redis.sh; does nothing otherwise).
 .PHONY: redis-apt test-topologies
 
 redis-apt:
@@ -65,10 +66,15 @@ clean:
 # to $(BENCH_OUT)/results.md and results.json.
 BENCH_OUT ?= .bench
 
-.PHONY: bench bench-full
+.PHONY: bench bench-full bench-cluster
 
 bench: venv
 	$(VPY) bench/run.py --quick --out $(BENCH_OUT)
+
+# Redis Cluster events under a kind (primary killed, manual failover, resharding) on
+# a real 3+3 cluster; needs redis-server 7 and redis-cli (`make redis-apt`). ~90 s.
+bench-cluster: venv
+	$(VPY) bench/cluster_failover.py --out $(BENCH_OUT)/cluster_failover.json
 
 bench-full: venv
 	$(VPY) -c 'import matplotlib, psutil' 2>/dev/null || $(VPY) -m pip install -q -e '.[bench]'
