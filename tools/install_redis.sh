@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install Debian's redis-server, redis-sentinel and redis-tools (Redis 7 with
 # TLS) when no TLS-capable redis-server is there yet. Used by `make redis-apt`
-# before `make test-topologies` (tests/topologies needs TLS and ACLs).
+# before `make test-topologies` (tests/topologies needs TLS and ACLs, sentinels,
+# and redis-cli to create a Redis Cluster).
 #
 # Idempotent and quiet: it does nothing when a redis-server with TLS support,
 # redis-sentinel and redis-cli are already installed. The packages' system

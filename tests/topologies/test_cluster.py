@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -276,6 +277,47 @@ def test_the_shards_primary_is_killed(
         for candidate in group:
             candidate.stop()
         assert not any(healthy(c) for c in group)
+
+
+#: The documented cluster variant of the minimal ACL user (docs/production.md):
+#: sharded pub/sub instead of the classic commands, and CLUSTER SLOTS to find the kind.
+CLUSTER_ACL_CHANGES = {"+publish": "+spublish", "+subscribe": "+ssubscribe"}
+CLUSTER_ACL_EXTRA = ["+cluster|slots"]
+
+
+def test_the_minimal_acl_user_in_a_cluster(
+    cluster: ClusterSetup, cluster_candidates: Callable[..., Candidate], kind: str
+) -> None:
+    """The standalone ACL line with the cluster changes runs the API; ACL LOG stays empty."""
+    from test_acl import PASSWORD, RULES, USER
+
+    rules = [CLUSTER_ACL_CHANGES.get(rule, rule) for rule in RULES] + CLUSTER_ACL_EXTRA
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "production.md").read_text()
+    for change in [*CLUSTER_ACL_CHANGES.values(), *CLUSTER_ACL_EXTRA]:
+        assert change in doc
+    for server in cluster.live_servers():
+        client = server.client()
+        try:
+            client.execute_command("ACL", "SETUSER", USER, "reset", "on", f">{PASSWORD}", *rules)
+            client.acl_log_reset()
+        finally:
+            client.close()
+    nodes = ",".join(f"{h}:{p}" for h, p in cluster.startup_nodes)
+    url = f"redis+cluster://{USER}:{PASSWORD}@{nodes}/"
+    group = [cluster_candidates(cluster, redis=url) for _ in range(2)]
+    recorder = SignalRecorder()
+    recorder.connect(group[0], "meta_changed")
+    leader = wait_until(lambda: settled(group, _owner(cluster, kind), kind), 5.0)
+    assert messages_flow(group, leader)
+    assert leader.message_all("hello") == 1
+    group[1].set_meta({"zone": "b"})
+    recorder.wait_for("meta_changed")
+    for server in cluster.live_servers():
+        client = server.client()
+        try:
+            assert client.acl_log() == [], server
+        finally:
+            client.close()
 
 
 def test_a_plain_server_is_not_a_cluster(candidates: Callable[..., Candidate]) -> None:
