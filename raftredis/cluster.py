@@ -106,8 +106,9 @@ class MovedRetry(Retry):
 class SlotRoute:
     """Which primary serves one hash slot; shared by every connection of a kind.
 
-    ``connect_kwargs`` are the settings of a plain ``redis.Connection``
-    (credentials, timeouts) used to ask the nodes.
+    The nodes are asked on connections of ``connection_class``
+    (``redis.Connection``, or ``redis.SSLConnection`` for TLS) made with
+    ``connect_kwargs`` (credentials, timeouts, TLS settings).
     """
 
     def __init__(
@@ -115,7 +116,9 @@ class SlotRoute:
         startup_nodes: Sequence[tuple[str, int]],
         route_key: str,
         connect_kwargs: Mapping[str, Any],
+        connection_class: type[Any] = redis.Connection,
     ) -> None:
+        self._connection_class = connection_class
         self.slot = key_slot(route_key.encode())
         self._known: list[tuple[str, int]] = list(dict.fromkeys(startup_nodes))
         self._connect_kwargs = {
@@ -200,9 +203,7 @@ class SlotRoute:
         return named if named is not None else owner
 
     def _cluster_slots(self, host: str, port: int) -> Any:
-        conn: Any = redis.Connection(  # type: ignore[no-untyped-call]
-            host=host, port=port, **self._connect_kwargs
-        )
+        conn: Any = self._connection_class(host=host, port=port, **self._connect_kwargs)
         try:
             conn.send_command("CLUSTER", "SLOTS")
             reply = conn.read_response()
@@ -294,6 +295,10 @@ class SlotConnection(_SlotRouted, redis.Connection):
     """A TCP connection to whichever primary its route names."""
 
 
+class SlotSSLConnection(_SlotRouted, redis.SSLConnection):
+    """A TLS connection to whichever primary its route names."""
+
+
 class RoutedPool(ConnectionPool):
     """A pool of slot-following connections: one that is off route is dropped at checkout.
 
@@ -311,7 +316,9 @@ class RoutedPool(ConnectionPool):
 
 
 def slot_connection_class(base: type[Any]) -> type[Any]:
-    """The slot-following class for ``base`` (only plain TCP is supported so far)."""
-    if base is not redis.Connection:
-        raise TypeError(f"no slot-following connection for {base.__name__}")
-    return SlotConnection
+    """The slot-following class for ``base``: TCP, or TLS."""
+    if base is redis.Connection:
+        return SlotConnection
+    if base is redis.SSLConnection:
+        return SlotSSLConnection
+    raise TypeError(f"no slot-following connection for {base.__name__}")

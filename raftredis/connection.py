@@ -25,7 +25,7 @@ import inspect
 import logging
 import socket
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -47,8 +47,10 @@ log = logging.getLogger("raftredis")
 
 #: The URL scheme of a primary found through Redis Sentinel.
 SENTINEL_SCHEME = "redis+sentinel"
-#: The URL scheme of a Redis Cluster (its nodes, comma-separated).
+#: The URL schemes of a Redis Cluster (its nodes, comma-separated), without and with TLS.
 CLUSTER_SCHEME = "redis+cluster"
+TLS_CLUSTER_SCHEME = "rediss+cluster"
+_CLUSTER_PREFIXES = (f"{CLUSTER_SCHEME}://", f"{TLS_CLUSTER_SCHEME}://")
 #: The key of a ``redis={...}`` dict that selects Redis Cluster.
 CLUSTER_KEYS = frozenset({"startup_nodes"})
 #: A sentinel's port when a URL leaves it out (Redis Sentinel's default).
@@ -163,7 +165,9 @@ class ConnectionSpec:
         with self._routes_lock:
             route = self._routes.get(route_key)
             if route is None:
-                route = SlotRoute(self.cluster.startup_nodes, route_key, kwargs)
+                route = SlotRoute(
+                    self.cluster.startup_nodes, route_key, kwargs, self.connection_class
+                )
                 self._routes[route_key] = route
             return route
 
@@ -249,7 +253,7 @@ def connection_spec(value: Any) -> ConnectionSpec:
         settings = dict(value)
         url_is_cluster = isinstance(settings.get("url"), str) and settings[
             "url"
-        ].lower().startswith(f"{CLUSTER_SCHEME}://")
+        ].lower().startswith(_CLUSTER_PREFIXES)
         if url_is_cluster or CLUSTER_KEYS & set(settings):
             return _cluster_from_dict(settings)
         url_is_sentinel = isinstance(settings.get("url"), str) and settings[
@@ -291,12 +295,12 @@ def connection_spec(value: Any) -> ConnectionSpec:
 def _from_url(url: Any) -> ConnectionSpec:
     if isinstance(url, str) and url.lower().startswith(f"{SENTINEL_SCHEME}://"):
         return _from_sentinel_url(url)
-    if isinstance(url, str) and url.lower().startswith(f"{CLUSTER_SCHEME}://"):
+    if isinstance(url, str) and url.lower().startswith(_CLUSTER_PREFIXES):
         return _from_cluster_url(url)
     if not isinstance(url, str) or urlsplit(url).scheme not in ("redis", "rediss", "unix"):
         raise ConfigurationError(
             "redis URL must start with redis://, rediss://, unix://, "
-            f"{SENTINEL_SCHEME}:// or {CLUSTER_SCHEME}://, got {url!r}"
+            f"{SENTINEL_SCHEME}://, {CLUSTER_SCHEME}:// or {TLS_CLUSTER_SCHEME}://, got {url!r}"
         )
     try:
         kwargs = parse_url(url)  # type: ignore[no-untyped-call]
@@ -466,8 +470,10 @@ def _from_cluster_url(url: str) -> ConnectionSpec:
 
     Any node will do, primary or replica; more are learned from the cluster.
     A host without a port means 6379. A cluster has only database 0.
+    ``rediss+cluster://`` is the same with TLS (certificates in the dict form).
     """
-    rest = url[len(CLUSTER_SCHEME) + 3 :]
+    scheme, _, rest = url.partition("://")
+    tls = scheme.lower() == TLS_CLUSTER_SCHEME
     if "?" in rest or "#" in rest:
         raise ConfigurationError(
             f"a {CLUSTER_SCHEME}:// URL takes no query or fragment; give other settings "
@@ -481,7 +487,8 @@ def _from_cluster_url(url: str) -> ConnectionSpec:
             f"{path.strip('/')!r}: use {CLUSTER_SCHEME}://host:port[,host:port...]"
         )
     nodes = tuple(_address(part, url, 6379) for part in netloc.split(","))
-    return ConnectionSpec(redis.Connection, kwargs, cluster=ClusterSpec(nodes))
+    connection_class = redis.SSLConnection if tls else redis.Connection
+    return ConnectionSpec(connection_class, kwargs, cluster=ClusterSpec(nodes))
 
 
 def _cluster_from_dict(settings: dict[str, Any]) -> ConnectionSpec:
@@ -494,7 +501,6 @@ def _cluster_from_dict(settings: dict[str, Any]) -> ConnectionSpec:
             f"{', '.join(refused)} cannot be combined with startup_nodes (Redis Cluster) in "
             "redis=...: list every address in startup_nodes"
         )
-    _refuse_cluster_tls(k for k in settings if k == "ssl" or k in SSL_KEYS)
     if settings.get("db", 0) != 0:
         raise ConfigurationError(f"a Redis Cluster has only database 0, got db={settings['db']!r}")
     settings.pop("db", None)
@@ -509,8 +515,17 @@ def _cluster_from_dict(settings: dict[str, Any]) -> ConnectionSpec:
     else:
         assert base is not None and base.cluster is not None
         nodes = base.cluster.startup_nodes
-    kwargs.update(settings)  # username, password
-    return ConnectionSpec(redis.Connection, kwargs, cluster=ClusterSpec(nodes))
+    connection_class: type[Any] = base.connection_class if base else redis.Connection
+    if settings.pop("ssl", False):
+        connection_class = redis.SSLConnection
+    tls_settings = sorted(k for k in settings if k in SSL_KEYS)
+    if tls_settings and not issubclass(connection_class, redis.SSLConnection):
+        raise ConfigurationError(
+            f'{", ".join(tls_settings)} in redis=... need TLS: add "ssl": True '
+            f"(or use a {TLS_CLUSTER_SCHEME}:// url)"
+        )
+    kwargs.update(settings)  # username, password, ssl_*
+    return ConnectionSpec(connection_class, kwargs, cluster=ClusterSpec(nodes))
 
 
 def _from_cluster_client(client: RedisCluster) -> ConnectionSpec:
@@ -523,23 +538,15 @@ def _from_cluster_client(client: RedisCluster) -> ConnectionSpec:
         )
     )
     settings = manager.connection_kwargs
-    connection_class = settings.get("connection_class", redis.Connection)
-    _refuse_cluster_tls(["ssl"] if issubclass(connection_class, redis.SSLConnection) else [])
+    tls = issubclass(settings.get("connection_class", redis.Connection), redis.SSLConnection)
     taken = {
         k: v
         for k, v in settings.items()
-        if k in _FROM_CLIENT and k not in ("host", "port", "db", "path")
+        if (k in _FROM_CLIENT or k.startswith("ssl_")) and k not in ("host", "port", "db", "path")
     }
-    return ConnectionSpec(redis.Connection, taken, cluster=ClusterSpec(nodes))
-
-
-def _refuse_cluster_tls(names: Iterable[str]) -> None:
-    tls = sorted(names)
-    if tls:
-        raise ConfigurationError(
-            f"{', '.join(tls)}: TLS in a Redis Cluster is not supported yet; connect to the "
-            "cluster without TLS (on a private network), or use one TLS server or Sentinel"
-        )
+    return ConnectionSpec(
+        redis.SSLConnection if tls else redis.Connection, taken, cluster=ClusterSpec(nodes)
+    )
 
 
 def _address_list(value: Any, name: str, default_port: int) -> tuple[tuple[str, int], ...]:
@@ -574,7 +581,8 @@ def describe(spec: ConnectionSpec) -> str:
         nodes = ",".join(
             f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in spec.cluster.startup_nodes
         )
-        return f"{CLUSTER_SCHEME}://{nodes}/"
+        secure = issubclass(spec.connection_class, redis.SSLConnection)
+        return f"{TLS_CLUSTER_SCHEME if secure else CLUSTER_SCHEME}://{nodes}/"
     if spec.sentinel is not None:
         hosts = ",".join(
             f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in spec.sentinel.addresses

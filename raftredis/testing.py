@@ -436,6 +436,7 @@ class RedisServer:
         tls: bool = False,
         tls_auth_clients: str = "optional",
         tls_server_names: Sequence[str] = ("localhost", "127.0.0.1"),
+        tls_files: TLSFiles | None = None,
     ) -> None:
         """Configure the server; nothing is started until :meth:`start`.
 
@@ -457,11 +458,17 @@ class RedisServer:
                 ``"optional"`` (checked if presented) or ``"no"``.
             tls_server_names: the names in the server certificate (DNS names
                 or IP addresses).
+            tls_files: certificates made before (by :func:`make_tls_files`)
+                to use instead of new ones: servers that share them trust
+                each other, as the nodes of a TLS cluster must.
 
         Raises:
-            ValueError: ``tls`` with ``unix_socket``, a bad ``tls_auth_clients``,
+            ValueError: ``tls`` with ``unix_socket``, ``tls_files`` without ``tls``,
+                a bad ``tls_auth_clients``,
                 or ``username`` without ``password``.
         """
+        if tls_files is not None and not tls:
+            raise ValueError("tls_files needs tls=True")
         if tls and unix_socket:
             raise ValueError("redis-server has no TLS on unix sockets: use tls or unix_socket")
         if tls_auth_clients not in ("yes", "optional", "no"):
@@ -483,6 +490,7 @@ class RedisServer:
         self._tls = tls
         self._tls_auth_clients = tls_auth_clients
         self._tls_server_names = tuple(tls_server_names)
+        self._shared_tls_files = tls_files
         self._port: int | None = None
         self._dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -581,6 +589,8 @@ class RedisServer:
         """
         if not self._tls:
             raise RuntimeError("this server was not started with tls=True")
+        if self._shared_tls_files is not None:
+            return self._shared_tls_files
         return _tls_files_in(self.directory / "tls")
 
     @property
@@ -646,7 +656,11 @@ class RedisServer:
         created_dir = self._dir is None
         if self._dir is None:
             self._dir = self._make_dir()
-        if self._tls and not (self._dir / "tls" / "client.key").exists():
+        if (
+            self._tls
+            and self._shared_tls_files is None
+            and not (self._dir / "tls" / "client.key").exists()
+        ):
             try:
                 make_tls_files(self._dir / "tls", server_names=self._tls_server_names)
             except BaseException:

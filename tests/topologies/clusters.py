@@ -14,6 +14,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -21,7 +22,15 @@ from typing import Any, TypeVar
 import redis
 from redis.crc import key_slot
 
-from raftredis.testing import ENV_VAR, RedisServer, find_redis_server, free_port, wait_until
+from raftredis.testing import (
+    ENV_VAR,
+    RedisServer,
+    TLSFiles,
+    find_redis_server,
+    free_port,
+    make_tls_files,
+    wait_until,
+)
 
 __all__ = ["SLOTS", "ClusterSetup", "cluster_binaries"]
 
@@ -80,6 +89,7 @@ class ClusterSetup:
         primaries: int = 3,
         replicas: int = 1,
         node_timeout_ms: int = 1000,
+        tls: bool = False,
     ) -> None:
         if primaries < 3:
             raise ValueError("redis-cli --cluster create needs at least 3 primaries")
@@ -90,6 +100,11 @@ class ClusterSetup:
         self.primaries_count = primaries
         self.replicas_per_primary = replicas
         self.node_timeout_ms = node_timeout_ms
+        #: With ``tls``: the CA and certificates every node and client shares
+        #: (``tls-cluster`` and ``tls-replication`` too: the nodes speak only TLS).
+        self.tls_files: TLSFiles | None = None
+        self._tls = tls
+        self._tls_dir: str | None = None
         #: Every node, in the order they were started (not primaries first).
         self.servers: list[RedisServer] = []
         #: The output of ``redis-cli --cluster create``, once it ran.
@@ -122,6 +137,9 @@ class ClusterSetup:
         if self.servers:
             raise RuntimeError("this cluster was already started")
         try:
+            if self._tls:
+                self._tls_dir = tempfile.mkdtemp(prefix="raftredis-cluster-tls-")
+                self.tls_files = make_tls_files(self._tls_dir)
             used: set[int] = set()
             for _ in range(self.primaries_count * (1 + self.replicas_per_primary)):
                 self.servers.append(self._start_node(used))
@@ -143,10 +161,14 @@ class ClusterSetup:
         for attempt in range(1, _NODE_ATTEMPTS + 1):
             port = self._fresh_port(used)
             bus_port = self._fresh_port(used)
+            tls_args = ["--tls-cluster", "yes", "--tls-replication", "yes"] if self._tls else []
             server = RedisServer(
                 port=port,
                 binary=self.binary,
+                tls=self._tls,
+                tls_files=self.tls_files,
                 extra_args=[
+                    *tls_args,
                     "--cluster-enabled", "yes",
                     "--cluster-config-file", "nodes.conf",
                     "--cluster-node-timeout", str(self.node_timeout_ms),
@@ -178,6 +200,7 @@ class ClusterSetup:
     def _create(self) -> None:
         command = [
             self.redis_cli,
+            *self._cli_tls_args(),
             "--cluster", "create",
             *(f"{_HOST}:{s.port}" for s in self.servers),
             "--cluster-replicas", str(self.replicas_per_primary),
@@ -205,11 +228,23 @@ class ClusterSetup:
                 f"command: {command!r}\noutput:\n{self.create_output}"
             )
 
+    def _cli_tls_args(self) -> list[str]:
+        files = self.tls_files
+        if files is None:
+            return []
+        return [
+            "--tls", "--cacert", str(files.ca_cert),
+            "--cert", str(files.client_cert), "--key", str(files.client_key),
+        ]  # fmt: skip
+
     def stop(self) -> None:
         """Stop every node and remove its directory; idempotent."""
         for server in self.servers:
             with contextlib.suppress(Exception):
                 server.stop()
+        if self._tls_dir is not None:
+            shutil.rmtree(self._tls_dir, ignore_errors=True)
+            self._tls_dir = None
 
     # -- addresses -------------------------------------------------------
 
@@ -219,9 +254,17 @@ class ClusterSetup:
         return [(_HOST, s.port) for s in self.servers]
 
     @property
+    def redis_settings(self) -> dict[str, Any]:
+        """``Candidate(redis=...)`` for this cluster: the URL, and with TLS the certificates."""
+        if self.tls_files is None:
+            return {"url": self.url}
+        return {"url": self.url, **self.tls_files.client_kwargs()}
+
+    @property
     def url(self) -> str:
         """``redis+cluster://127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3/``: the first three nodes."""
-        return "redis+cluster://" + ",".join(f"{_HOST}:{s.port}" for s in self.servers[:3]) + "/"
+        scheme = "rediss+cluster" if self._tls else "redis+cluster"
+        return f"{scheme}://" + ",".join(f"{_HOST}:{s.port}" for s in self.servers[:3]) + "/"
 
     def server(self, port: int) -> RedisServer:
         """The node listening on ``port`` (running or not).

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from clusters import ClusterSetup, cluster_binaries
 from failover import check_after_failover, healthy, messages_flow, settled
 from redis.cluster import RedisCluster
@@ -29,11 +30,20 @@ from redis.cluster import RedisCluster
 from raftredis import BackendError, Candidate, ConfigurationError
 from raftredis.connection import connection_spec, describe
 from raftredis.observe import read_kind
-from raftredis.testing import RedisServer, SignalRecorder, wait_until
+from raftredis.testing import (
+    RedisServer,
+    SignalRecorder,
+    make_tls_files,
+    redis_server_supports_tls,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SECRET = "a-test-secret-of-32-bytes-length"
+
+#: The command line, run as a real process.
+TOOL = (sys.executable, "-m", "raftredis")
 
 #: Short leases keep the failovers quick.
 LEASE_TTL = 2.0
@@ -77,12 +87,18 @@ def test_the_dict_form() -> None:
         ({"startup_nodes": [("a", "x")]}, "from 1 to 65535"),
         ({"startup_nodes": [("a", 1)], "host": "b"}, "host cannot be combined with startup_nodes"),
         ({"startup_nodes": [("a", 1)], "db": 2}, "only database 0"),
-        ({"startup_nodes": [("a", 1)], "ssl": True}, "TLS in a Redis Cluster is not supported"),
+        ({"startup_nodes": [("a", 1)], "ssl_ca_certs": "ca.crt"}, "need TLS"),
         ({"startup_nodes": [("a", 1)], "sentinels": [("a", 1)]}, "cannot be combined"),
         ({"url": "redis://a:1", "startup_nodes": [("a", 1)]}, "must be a redis\\+cluster://"),
     ]:
         with pytest.raises(ConfigurationError, match=why):
             connection_spec(bad)
+    # TLS: ssl and the ssl_* settings, or a rediss+cluster:// url.
+    spec = connection_spec({"startup_nodes": ["a:1"], "ssl": True, "ssl_ca_certs": "ca.crt"})
+    assert spec.connection_class is redis.SSLConnection and spec.kwargs["ssl_ca_certs"] == "ca.crt"
+    spec = connection_spec({"url": "rediss+cluster://a:1,b:2/", "ssl_ca_certs": "ca.crt"})
+    assert spec.connection_class is redis.SSLConnection
+    assert describe(spec) == "rediss+cluster://a:1,b:2/"
     # A Cluster connection is useless without a kind's key to route by.
     with pytest.raises(ConfigurationError, match="route_key"):
         connection_spec("redis+cluster://a:1/").pool()
@@ -334,17 +350,7 @@ def test_the_cli_reads_a_kind_in_the_cluster(
     """``raftredis status --url redis+cluster://...`` finds the kind on its shard."""
     leader = cluster_candidates(cluster)
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "raftredis",
-            "status",
-            "--url",
-            cluster.url,
-            "--kind",
-            kind,
-            "--json",
-        ],
+        [*TOOL, "status", "--url", cluster.url, "--kind", kind, "--json"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -352,3 +358,59 @@ def test_the_cli_reads_a_kind_in_the_cluster(
     assert done.returncode == 0, done.stderr
     status = json.loads(done.stdout)
     assert status["leader"]["id"] == leader.id
+
+
+def test_the_cli_watches_a_kind_in_the_cluster(
+    cluster: ClusterSetup, cluster_candidates: Callable[..., Candidate], kind: str
+) -> None:
+    """``raftredis watch`` hears the kind's notices on its shard channels."""
+    watch = subprocess.Popen(
+        [*TOOL, "watch", "--url", cluster.url, "--kind", kind, "--json", "--duration", "8"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = watch.stdout.readline() if watch.stdout else ""
+        assert json.loads(first)["members"] == []  # subscribed and read: nobody yet
+        a = cluster_candidates(cluster)
+        b = cluster_candidates(cluster)
+        a.stop()  # hands over: b is elected, and the notice says so
+        out, err = watch.communicate(timeout=30)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.communicate()
+    assert watch.returncode == 0, err
+    events = [e for line in out.splitlines() for e in json.loads(line)["events"]]
+    assert {"type": "elected", "id": b.id} in [
+        {"type": e["type"], "id": e["id"]} for e in events
+    ], events
+
+
+def test_a_tls_cluster(binaries: tuple[str, str], candidates: Callable[..., Candidate]) -> None:
+    """tls-cluster yes: rediss+cluster:// with the CA; a resharding is followed over TLS too.
+
+    A client that does not trust the nodes' CA is refused by start(), with the reason.
+    """
+    if not redis_server_supports_tls(binaries[0]):
+        pytest.skip(f"{binaries[0]} was built without TLS (run `make redis-apt`)")
+    with ClusterSetup(*binaries, tls=True) as setup:
+        kind = f"tls-{uuid.uuid4().hex[:8]}"
+        group = [
+            candidates(redis=setup.redis_settings, kind=kind, lease_ttl=LEASE_TTL).start()
+            for _ in range(3)
+        ]
+        assert describe(group[0]._spec).startswith("rediss+cluster://127.0.0.1:")
+        leader = wait_until(lambda: settled(group, _owner(setup, kind), kind), 5.0)
+        old_term = leader.current_term
+        assert messages_flow(group, leader)
+        setup.move_slot(_lease_key(kind), setup.other_primary(_lease_key(kind)))
+        check_after_failover(group, _owner(setup, kind), kind, leader, old_term)
+
+        other_ca = make_tls_files(setup.servers[0].directory / "other-ca")
+        stranger = candidates(
+            redis={"url": setup.url, "ssl_ca_certs": str(other_ca.ca_cert)}, kind=kind
+        )
+        with pytest.raises(BackendError, match="certificate verify failed"):
+            stranger.start(timeout=2.0)
