@@ -34,7 +34,11 @@ from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.connection import ConnectionPool, UnixDomainSocketConnection, parse_url
 from redis.retry import Retry
-from redis.sentinel import SentinelConnectionPool, SentinelManagedConnection
+from redis.sentinel import (
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+    SentinelManagedSSLConnection,
+)
 
 from .cluster import ClusterSpec, MovedRetry, RoutedPool, SlotRoute, slot_connection_class
 from .errors import ConfigurationError
@@ -45,8 +49,10 @@ __all__ = ["ConnectionSpec", "connection_spec", "describe", "hide_password"]
 
 log = logging.getLogger("raftredis")
 
-#: The URL scheme of a primary found through Redis Sentinel.
+#: The URL schemes of a primary found through Redis Sentinel, without and with TLS.
 SENTINEL_SCHEME = "redis+sentinel"
+TLS_SENTINEL_SCHEME = "rediss+sentinel"
+_SENTINEL_PREFIXES = (f"{SENTINEL_SCHEME}://", f"{TLS_SENTINEL_SCHEME}://")
 #: The URL schemes of a Redis Cluster (its nodes, comma-separated), without and with TLS.
 CLUSTER_SCHEME = "redis+cluster"
 TLS_CLUSTER_SCHEME = "rediss+cluster"
@@ -62,7 +68,9 @@ DICT_KEYS = frozenset(
 )
 #: Keys of a ``redis={...}`` dict that select Redis Sentinel (with ``db``,
 #: ``username`` and ``password``, which are the data nodes' settings).
-SENTINEL_KEYS = frozenset({"sentinels", "service_name", "sentinel_username", "sentinel_password"})
+SENTINEL_KEYS = frozenset(
+    {"sentinels", "service_name", "sentinel_username", "sentinel_password", "sentinel_ssl"}
+)
 #: The TLS settings (``ssl_ca_certs``, ``ssl_certfile``...) that the installed
 #: redis-py's SSLConnection takes; a dict may give them along with TLS.
 SSL_KEYS = frozenset(
@@ -153,7 +161,7 @@ class ConnectionSpec:
             sentinel.service_name,
             manager,
             watch,
-            connection_class=SentinelManagedConnection,
+            connection_class=self.connection_class,
             **kwargs,
         )
         if watch is not None:
@@ -258,7 +266,7 @@ def connection_spec(value: Any) -> ConnectionSpec:
             return _cluster_from_dict(settings)
         url_is_sentinel = isinstance(settings.get("url"), str) and settings[
             "url"
-        ].lower().startswith(f"{SENTINEL_SCHEME}://")
+        ].lower().startswith(_SENTINEL_PREFIXES)
         if url_is_sentinel or SENTINEL_KEYS & set(settings):
             return _sentinel_from_dict(settings)
         spec = _from_url(settings.pop("url")) if "url" in settings else None
@@ -293,7 +301,7 @@ def connection_spec(value: Any) -> ConnectionSpec:
 
 
 def _from_url(url: Any) -> ConnectionSpec:
-    if isinstance(url, str) and url.lower().startswith(f"{SENTINEL_SCHEME}://"):
+    if isinstance(url, str) and url.lower().startswith(_SENTINEL_PREFIXES):
         return _from_sentinel_url(url)
     if isinstance(url, str) and url.lower().startswith(_CLUSTER_PREFIXES):
         return _from_cluster_url(url)
@@ -318,9 +326,12 @@ def _from_sentinel_url(url: str) -> ConnectionSpec:
 
     The credentials are the data nodes'; sentinel credentials go in the dict
     form (``sentinel_username``, ``sentinel_password``). A host without a
-    port means 26379; an IPv6 address goes in brackets.
+    port means 26379; an IPv6 address goes in brackets. ``rediss+sentinel://``
+    reaches the sentinels and the data nodes over TLS (certificates in the
+    dict form).
     """
-    rest = url[len(SENTINEL_SCHEME) + 3 :]
+    scheme, _, rest = url.partition("://")
+    tls = scheme.lower() == TLS_SENTINEL_SCHEME
     if "?" in rest or "#" in rest:
         raise ConfigurationError(
             f"a {SENTINEL_SCHEME}:// URL takes no query or fragment; give other settings "
@@ -341,8 +352,9 @@ def _from_sentinel_url(url: str) -> ConnectionSpec:
         if not parts[1].isdigit():
             raise ConfigurationError(f"the db in {hide_password(url)!r} must be a number")
         kwargs["db"] = int(parts[1])
-    sentinel = SentinelSpec(addresses, unquote(parts[0]))
-    return ConnectionSpec(SentinelManagedConnection, kwargs, sentinel)
+    sentinel = SentinelSpec(addresses, unquote(parts[0]), tls={} if tls else None)
+    connection_class = SentinelManagedSSLConnection if tls else SentinelManagedConnection
+    return ConnectionSpec(connection_class, kwargs, sentinel)
 
 
 def _address(text: str, url: str, default_port: int) -> tuple[str, int]:
@@ -398,16 +410,11 @@ def _sentinel_from_dict(settings: dict[str, Any]) -> ConnectionSpec:
             f"{', '.join(refused)} cannot be combined with Sentinel in redis=...: the "
             "sentinels say where the primary is"
         )
-    tls = sorted(k for k in settings if k == "ssl" or k in SSL_KEYS)
-    if tls:
-        raise ConfigurationError(
-            f"{', '.join(tls)}: TLS behind Sentinel is not supported yet; connect to the "
-            "sentinels and the primary without TLS, or to one TLS address"
-        )
     base = _from_url(settings.pop("url")) if "url" in settings else None
     if base is not None and base.sentinel is None:
         raise ConfigurationError(
-            f"with sentinels, url must be a {SENTINEL_SCHEME}:// URL, got {describe(base)!r}"
+            f"with sentinels, url must be a {SENTINEL_SCHEME}:// or {TLS_SENTINEL_SCHEME}:// "
+            f"URL, got {describe(base)!r}"
         )
     kwargs: dict[str, Any] = dict(base.kwargs) if base else {}
     old = base.sentinel if base else None
@@ -425,14 +432,29 @@ def _sentinel_from_dict(settings: dict[str, Any]) -> ConnectionSpec:
             f"redis=... behind Sentinel needs service_name, the name the sentinels monitor "
             f"the primary by (e.g. 'mymaster'), got {service!r}"
         )
+    # TLS: "ssl" for the data nodes (default: as the URL says), "sentinel_ssl"
+    # for the sentinels (default: as the data nodes); both with the ssl_* settings.
+    url_tls = base is not None and issubclass(base.connection_class, redis.SSLConnection)
+    data_tls = bool(settings.pop("ssl", url_tls))
+    sentinel_tls = bool(settings.pop("sentinel_ssl", data_tls))
+    tls_settings = {k: settings.pop(k) for k in sorted(settings) if k in SSL_KEYS}
+    if tls_settings and not (data_tls or sentinel_tls):
+        raise ConfigurationError(
+            f'{", ".join(tls_settings)} in redis=... need TLS: add "ssl": True (the primary '
+            f'and the sentinels) or "sentinel_ssl": True (or use a {TLS_SENTINEL_SCHEME}:// url)'
+        )
     sentinel = SentinelSpec(
         addresses,
         service,
         username=settings.pop("sentinel_username", None),
         password=settings.pop("sentinel_password", None),
+        tls=tls_settings if sentinel_tls else None,
     )
     kwargs.update(settings)  # db, username, password: the data nodes'
-    return ConnectionSpec(SentinelManagedConnection, kwargs, sentinel)
+    if data_tls:
+        kwargs.update(tls_settings)
+    connection_class = SentinelManagedSSLConnection if data_tls else SentinelManagedConnection
+    return ConnectionSpec(connection_class, kwargs, sentinel)
 
 
 def _from_sentinel_pool(pool: SentinelConnectionPool, taken: dict[str, Any]) -> ConnectionSpec:
@@ -451,14 +473,18 @@ def _from_sentinel_pool(pool: SentinelConnectionPool, taken: dict[str, Any]) -> 
         for s in manager.sentinels
     )
     login = manager.sentinel_kwargs
+    sentinel_tls = {k: v for k, v in login.items() if k.startswith("ssl_")}
     sentinel = SentinelSpec(
-        addresses, pool.service_name, login.get("username"), login.get("password")
+        addresses,
+        pool.service_name,
+        login.get("username"),
+        login.get("password"),
+        tls=sentinel_tls if login.get("ssl") else None,
     )
     kwargs = {k: v for k, v in taken.items() if k not in ("host", "port")}
-    if any(k.startswith("ssl_") for k in kwargs) or issubclass(
-        pool.connection_class, redis.SSLConnection
-    ):
-        raise ConfigurationError("TLS behind Sentinel is not supported yet")
+    if issubclass(pool.connection_class, redis.SSLConnection):
+        return ConnectionSpec(SentinelManagedSSLConnection, kwargs, sentinel)
+    kwargs = {k: v for k, v in kwargs.items() if not k.startswith("ssl_")}
     return ConnectionSpec(SentinelManagedConnection, kwargs, sentinel)
 
 
@@ -587,7 +613,9 @@ def describe(spec: ConnectionSpec) -> str:
         hosts = ",".join(
             f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in spec.sentinel.addresses
         )
-        return f"{SENTINEL_SCHEME}://{hosts}/{spec.sentinel.service_name}/{kw.get('db', 0)}"
+        secure = issubclass(spec.connection_class, redis.SSLConnection)
+        scheme = TLS_SENTINEL_SCHEME if secure else SENTINEL_SCHEME
+        return f"{scheme}://{hosts}/{spec.sentinel.service_name}/{kw.get('db', 0)}"
     if spec.is_unix:
         return f"unix://{kw.get('path')}?db={kw.get('db', 0)}"
     scheme = "rediss" if issubclass(spec.connection_class, redis.SSLConnection) else "redis"

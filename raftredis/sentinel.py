@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 from redis.connection import ConnectionPool
-from redis.sentinel import Sentinel, SentinelConnectionPool
+from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 
 from .timing import Timings
 
@@ -32,12 +32,17 @@ log = logging.getLogger("raftredis")
 
 @dataclass(frozen=True)
 class SentinelSpec:
-    """Where the sentinels are, which primary to ask them for, and how to log in to them."""
+    """Where the sentinels are, which primary to ask them for, and how to log in to them.
+
+    ``tls`` (``ssl_*`` settings, maybe empty) reaches the sentinels over TLS;
+    None: plain TCP.
+    """
 
     addresses: tuple[tuple[str, int], ...]
     service_name: str
     username: str | None = None
     password: str | None = None
+    tls: Mapping[str, Any] | None = None
 
 
 def sentinel_manager(sentinel: SentinelSpec, settings: Mapping[str, Any]) -> Sentinel:
@@ -49,9 +54,39 @@ def sentinel_manager(sentinel: SentinelSpec, settings: Mapping[str, Any]) -> Sen
         sentinel_kwargs["username"] = sentinel.username
     if sentinel.password is not None:
         sentinel_kwargs["password"] = sentinel.password
-    return Sentinel(  # type: ignore[no-untyped-call]
+    if sentinel.tls is not None:
+        sentinel_kwargs.update(sentinel.tls, ssl=True)
+    return _Sentinels(  # type: ignore[no-untyped-call]
         list(sentinel.addresses), sentinel_kwargs=sentinel_kwargs
     )
+
+
+class _Sentinels(Sentinel):
+    """redis-py's Sentinel client, saying why no sentinel named a primary, readably.
+
+    redis-py's own message lists each sentinel's client repr (every setting)
+    and the class of its error, not the error: a refused TLS certificate or
+    a wrong password was lost in it.
+    """
+
+    def discover_master(self, service_name: str) -> Any:
+        try:
+            return super().discover_master(service_name)  # type: ignore[no-untyped-call]
+        except MasterNotFoundError:
+            pass
+        reasons = []
+        for client in self.sentinels:
+            settings = client.connection_pool.connection_kwargs
+            where = f"{settings.get('host')}:{settings.get('port')}"
+            try:
+                client.ping()
+            except (redis.RedisError, OSError) as exc:
+                reasons.append(f"{where}: {exc}")
+                continue
+            reasons.append(f"{where}: answers, but names no healthy primary for it")
+        raise MasterNotFoundError(
+            f"no sentinel named a primary for {service_name!r} ({'; '.join(reasons)})"
+        ) from None
 
 
 class PrimaryWatch:

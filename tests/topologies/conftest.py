@@ -30,6 +30,7 @@ from raftredis.testing import (
     find_redis_server,
     find_tls_redis_server,
     free_port,
+    make_tls_files,
     wait_until,
 )
 
@@ -125,7 +126,9 @@ class SentinelSetup:
     :meth:`start` returns once every sentinel sees the replica and the other two.
     """
 
-    def __init__(self, binary: str, sentinel_binary: str, replicas: int = 1) -> None:
+    def __init__(
+        self, binary: str, sentinel_binary: str, replicas: int = 1, *, tls: bool = False
+    ) -> None:
         self.binary = binary
         self.replicas = replicas
         self.servers: list[RedisServer] = []
@@ -133,19 +136,34 @@ class SentinelSetup:
         self.sentinel_ports: list[int] = []
         self.processes: list[subprocess.Popen[bytes]] = []
         self.directory = Path(tempfile.mkdtemp(prefix="raftredis-sentinel-"))
+        #: With ``tls``: one CA for every server and sentinel, which speak only TLS
+        #: (``tls-replication yes`` too: replicas and sentinels reach the primary by TLS).
+        self.tls_files = make_tls_files(self.directory / "tls") if tls else None
+
+    def _server(self, *extra_args: str) -> RedisServer:
+        if self.tls_files is None:
+            return RedisServer(binary=self.binary, extra_args=list(extra_args))
+        return RedisServer(
+            binary=self.binary,
+            tls=True,
+            tls_files=self.tls_files,
+            extra_args=["--tls-replication", "yes", *extra_args],
+        )
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """TLS settings for a client of these servers and sentinels (none without TLS)."""
+        return {} if self.tls_files is None else self.tls_files.client_kwargs()
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
         return [("127.0.0.1", port) for port in self.sentinel_ports]
 
     def start(self) -> None:
-        primary = RedisServer(binary=self.binary)
+        primary = self._server()
         self.servers.append(primary)
         primary.start()
         for _ in range(self.replicas):
-            replica = RedisServer(
-                binary=self.binary, extra_args=["--replicaof", "127.0.0.1", str(primary.port)]
-            )
+            replica = self._server("--replicaof", "127.0.0.1", str(primary.port))
             self.servers.append(replica)
             replica.start()
             probe = replica.client()
@@ -160,8 +178,16 @@ class SentinelSetup:
         for _ in range(3):
             port = free_port()
             config = self.directory / f"sentinel-{port}.conf"
+            files = self.tls_files
+            listen = (
+                f"port {port}\n"
+                if files is None
+                else f"port 0\ntls-port {port}\ntls-cert-file {files.server_cert}\n"
+                f"tls-key-file {files.server_key}\ntls-ca-cert-file {files.ca_cert}\n"
+                "tls-replication yes\ntls-auth-clients optional\n"
+            )
             config.write_text(
-                f"port {port}\nbind 127.0.0.1\ndaemonize no\ndir {self.directory}\n"
+                f"{listen}bind 127.0.0.1\ndaemonize no\ndir {self.directory}\n"
                 f"logfile {self.directory}/sentinel-{port}.log\n"
                 f"sentinel monitor {SERVICE} 127.0.0.1 {primary.port} 2\n"
                 f"sentinel down-after-milliseconds {SERVICE} 1000\n"
@@ -181,7 +207,9 @@ class SentinelSetup:
 
     def _sentinels_ready(self) -> bool:
         for port in self.sentinel_ports:
-            client = redis.Redis(port=port, socket_timeout=0.5, decode_responses=True)
+            client = redis.Redis(
+                port=port, socket_timeout=0.5, decode_responses=True, **self.client_kwargs()
+            )
             try:
                 state = client.sentinel_master(SERVICE)
             except redis.RedisError:
@@ -195,7 +223,10 @@ class SentinelSetup:
     def sentinel(self, index: int = 0) -> redis.Redis:
         """A client of one sentinel (decoded replies)."""
         return redis.Redis(
-            port=self.sentinel_ports[index], socket_timeout=2.0, decode_responses=True
+            port=self.sentinel_ports[index],
+            socket_timeout=2.0,
+            decode_responses=True,
+            **self.client_kwargs(),
         )
 
     def primary_port(self) -> int:

@@ -92,11 +92,38 @@ def test_the_dict_form() -> None:
         ({"sentinels": [], "service_name": "m"}, "non-empty list"),
         ({"sentinels": [("h", 0)], "service_name": "m"}, "port"),
         ({"sentinels": [("h", 1)], "service_name": "m", "host": "h"}, "cannot be combined"),
-        ({"sentinels": [("h", 1)], "service_name": "m", "ssl": True}, "not supported yet"),
+        ({"sentinels": [("h", 1)], "service_name": "m", "ssl_ca_certs": "ca"}, "need TLS"),
         ({"sentinels": [("h", 1)], "service_name": "m", "url": "redis://h/0"}, "must be a"),
     ):
         with pytest.raises(ConfigurationError, match=named):
             connection_spec(bad)
+
+
+def test_the_tls_forms() -> None:
+    """ssl for the primary and (unless sentinel_ssl says otherwise) the sentinels."""
+    both = connection_spec(
+        {"sentinels": [("h", 1)], "service_name": "m", "ssl": True, "ssl_ca_certs": "ca.crt"}
+    )
+    assert both.sentinel is not None and both.sentinel.tls == {"ssl_ca_certs": "ca.crt"}
+    assert issubclass(both.connection_class, redis.SSLConnection)
+    assert both.kwargs["ssl_ca_certs"] == "ca.crt"
+    assert describe(both) == "rediss+sentinel://h:1/m/0"
+    plain_sentinels = connection_spec(
+        {"sentinels": [("h", 1)], "service_name": "m", "ssl": True, "sentinel_ssl": False}
+    )
+    assert plain_sentinels.sentinel is not None and plain_sentinels.sentinel.tls is None
+    assert issubclass(plain_sentinels.connection_class, redis.SSLConnection)
+    only_sentinels = connection_spec(
+        {"sentinels": [("h", 1)], "service_name": "m", "sentinel_ssl": True, "ssl_ca_certs": "c"}
+    )
+    assert only_sentinels.sentinel is not None and only_sentinels.sentinel.tls == {
+        "ssl_ca_certs": "c"
+    }
+    assert not issubclass(only_sentinels.connection_class, redis.SSLConnection)
+    assert "ssl_ca_certs" not in only_sentinels.kwargs
+    url = connection_spec({"url": "rediss+sentinel://h:1/m", "ssl_ca_certs": "ca.crt"})
+    assert url.sentinel is not None and url.sentinel.tls == {"ssl_ca_certs": "ca.crt"}
+    assert issubclass(url.connection_class, redis.SSLConnection)
 
 
 # ---------------------------------------------------------- against sentinels
@@ -279,3 +306,46 @@ def test_terms_grow_when_the_new_primary_lost_the_last_term(
         assert int(client.get(f"raftredis:{{{kind}}}:term")) > lost
     finally:
         client.close()
+
+
+# --------------------------------------------------------------------- over TLS
+
+
+@pytest.fixture
+def tls_sentinel_setup(tls_binary: str, sentinel_binary: str) -> Iterator[SentinelSetup]:
+    """A primary, a replica and three sentinels that all speak only TLS, with one CA."""
+    from conftest import SentinelSetup
+
+    setup = SentinelSetup(tls_binary, sentinel_binary, tls=True)
+    try:
+        setup.start()
+        yield setup
+    finally:
+        setup.stop()
+
+
+def test_a_manual_failover_over_tls(
+    tls_sentinel_setup: SentinelSetup, candidates: Callable[..., Candidate], kind: str
+) -> None:
+    """ssl=True reaches the sentinels and the primary by TLS, and follows a failover."""
+    setup = tls_sentinel_setup
+    settings = {"sentinels": setup.addresses, "service_name": SERVICE, **setup.client_kwargs()}
+    group = [candidates(redis=settings, lease_ttl=LEASE_TTL).start() for _ in range(3)]
+    assert describe(group[0]._spec).startswith("rediss+sentinel://")
+    old_leader = wait_until(lambda: settled(group, _primary(setup), kind), 5.0)
+    old_term = old_leader.current_term
+    assert messages_flow(group, old_leader)
+    old_port = setup.primary_port()
+    sentinel = setup.sentinel()
+    try:
+        assert sentinel.sentinel_failover(SERVICE)
+    finally:
+        sentinel.close()
+    wait_until(lambda: setup.primary_port() != old_port, 10.0, "no new primary")
+    check_after_failover(group, _primary(setup), kind, old_leader, old_term)
+    # Without the CA, neither the sentinels nor the primary are trusted.
+    stranger = candidates(
+        redis={"sentinels": setup.addresses, "service_name": SERVICE, "ssl": True}
+    )
+    with pytest.raises(BackendError, match="certificate verify failed"):
+        stranger.start(timeout=2.0)
