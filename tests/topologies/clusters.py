@@ -145,13 +145,7 @@ class ClusterSetup:
                 self.servers.append(self._start_node(used))
             self._create()
             self._ids = {s.port: self._node_id(s) for s in self.servers}
-            problems: list[str] = []
-            wait_until(
-                lambda: self._whole(problems),
-                _START_TIMEOUT,
-                lambda: f"the cluster did not settle: {problems[-1] if problems else '?'}",
-                interval=_POLL,
-            )
+            self.wait_whole()
         except BaseException:
             self.stop()
             raise
@@ -381,7 +375,7 @@ class ClusterSetup:
         return wait_until(
             new_owner,
             timeout,
-            lambda: f"slot {slot} still owned by {old.port}: {self._owners_of(slot)}",
+            lambda: f"slot {slot} still owned by {old.port}: {self.owners_of(slot)}",
             interval=_POLL,
         )
 
@@ -430,7 +424,7 @@ class ClusterSetup:
             timeout,
             lambda: (
                 f"{replica.port} did not take slot {slot} over from {old.port}: "
-                f"{self._owners_of(slot)}"
+                f"{self.owners_of(slot)}"
             ),
             interval=_POLL,
         )
@@ -473,7 +467,7 @@ class ClusterSetup:
         wait_until(
             lambda: all(self._owner_port(s, slot) == target.port for s in self.live_servers()),
             max(0.0, deadline - time.monotonic()),
-            lambda: f"not every node says {target.port} owns slot {slot}: {self._owners_of(slot)}",
+            lambda: f"not every node says {target.port} owns slot {slot}: {self.owners_of(slot)}",
             interval=_POLL,
         )
 
@@ -530,9 +524,23 @@ class ClusterSetup:
                 return port
         return None
 
-    def _owners_of(self, slot: int) -> dict[int, int | None]:
+    def owners_of(self, slot: int) -> dict[int, int | None]:
         """Each live node's idea of the owner of ``slot``: {node port: owner port}."""
         return {s.port: self._owner_port(s, slot) for s in self.live_servers()}
+
+    def wait_whole(self, timeout: float = _START_TIMEOUT) -> None:
+        """Wait until the cluster is whole (as :meth:`start` does), e.g. after a node rejoined.
+
+        Raises:
+            AssertionError: not whole within ``timeout`` seconds (the message says why).
+        """
+        problems: list[str] = []
+        wait_until(
+            lambda: self._whole(problems),
+            timeout,
+            lambda: f"the cluster is not whole: {problems[-1] if problems else '?'}",
+            interval=_POLL,
+        )
 
     def _whole(self, problems: list[str]) -> bool:
         """Whether the cluster is whole (see :meth:`start`); else append why not to ``problems``."""
