@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 CHAOS_SCALE ?= short
 CHAOS_REPORT_DIR ?= .chaos
 
-.PHONY: venv test chaos lint typecheck demo clean
+.PHONY: venv test chaos chaos-cluster lint typecheck demo clean
 
 venv: $(STAMP)
 
@@ -46,6 +46,14 @@ chaos: venv
 	CHAOS_SCALE=full CHAOS_REPORT_DIR=$(CHAOS_REPORT_DIR) \
 	    $(VPY) -m pytest tests/chaos -q $(PYTEST_ARGS); status=$$?; \
 	    $(VPY) tests/chaos/summarize.py $(CHAOS_REPORT_DIR); exit $$status
+
+# The chaos scenario on a real Redis Cluster (tests/topologies/test_cluster_chaos.py):
+# primary kills, CLUSTER FAILOVER, resharding, leader kills; its full version (~2 minutes).
+chaos-cluster: venv
+	mkdir -p $(CHAOS_REPORT_DIR)/cluster && rm -f $(CHAOS_REPORT_DIR)/cluster/*.json
+	CHAOS_SCALE=full CHAOS_REPORT_DIR=$(CHAOS_REPORT_DIR)/cluster \
+	    $(VPY) -m pytest tests/topologies/test_cluster_chaos.py -q $(PYTEST_ARGS); status=$$?; \
+	    $(VPY) tests/chaos/summarize.py $(CHAOS_REPORT_DIR)/cluster; exit $$status
 
 lint: venv
 	$(VPY) -m ruff check raftredis tests
