@@ -330,15 +330,8 @@ def _from_sentinel_url(url: str) -> ConnectionSpec:
     reaches the sentinels and the data nodes over TLS (certificates in the
     dict form).
     """
-    scheme, _, rest = url.partition("://")
-    tls = scheme.lower() == TLS_SENTINEL_SCHEME
-    if "?" in rest or "#" in rest:
-        raise ConfigurationError(
-            f"a {SENTINEL_SCHEME}:// URL takes no query or fragment; give other settings "
-            "in the dict form, e.g. {'url': ..., 'sentinel_password': ...}"
-        )
-    netloc, _, path = rest.partition("/")
-    netloc, kwargs = _credentials(netloc)
+    scheme, netloc, path, kwargs = _split_hosts_url(url, "{'url': ..., 'sentinel_password': ...}")
+    tls = scheme == TLS_SENTINEL_SCHEME
     addresses = tuple(_address(part, url, SENTINEL_PORT) for part in netloc.split(","))
     parts = path.split("/") if path else []
     if parts and parts[-1] == "":
@@ -371,6 +364,22 @@ def _address(text: str, url: str, default_port: int) -> tuple[str, int]:
         )
     port = int(port_text) if port_text else default_port
     return host, _checked_port(port)
+
+
+def _split_hosts_url(url: str, example: str) -> tuple[str, str, str, dict[str, Any]]:
+    """A Sentinel or Cluster URL (several hosts, no query): scheme, hosts, path, login.
+
+    ``example`` shows the dict form, where the settings a URL cannot take go.
+    """
+    scheme, _, rest = url.partition("://")
+    if "?" in rest or "#" in rest:
+        raise ConfigurationError(
+            f"a {scheme.lower()}:// URL takes no query or fragment; give other settings "
+            f"in the dict form, e.g. {example}"
+        )
+    netloc, _, path = rest.partition("/")
+    netloc, kwargs = _credentials(netloc)
+    return scheme.lower(), netloc, path, kwargs
 
 
 def _credentials(netloc: str) -> tuple[str, dict[str, Any]]:
@@ -498,15 +507,8 @@ def _from_cluster_url(url: str) -> ConnectionSpec:
     A host without a port means 6379. A cluster has only database 0.
     ``rediss+cluster://`` is the same with TLS (certificates in the dict form).
     """
-    scheme, _, rest = url.partition("://")
-    tls = scheme.lower() == TLS_CLUSTER_SCHEME
-    if "?" in rest or "#" in rest:
-        raise ConfigurationError(
-            f"a {CLUSTER_SCHEME}:// URL takes no query or fragment; give other settings "
-            "in the dict form, e.g. {'url': ..., 'password': ...}"
-        )
-    netloc, _, path = rest.partition("/")
-    netloc, kwargs = _credentials(netloc)
+    scheme, netloc, path, kwargs = _split_hosts_url(url, "{'url': ..., 'password': ...}")
+    tls = scheme == TLS_CLUSTER_SCHEME
     if path.strip("/") not in ("", "0"):
         raise ConfigurationError(
             f"a Redis Cluster has only database 0, but {hide_password(url)!r} names "

@@ -80,8 +80,6 @@ def report_dir() -> Path:
     return Path(os.environ.get("CHAOS_REPORT_DIR") or REPO / ".chaos")
 
 
-
-
 def leftover_processes() -> list[psutil.Process]:
     """Processes started by a ChaosCluster that are still running (zombies excluded)."""
     out = []
@@ -197,9 +195,7 @@ class WorkerProc:
     def events(self, event: str | None = None, since: float = 0.0) -> list[dict[str, Any]]:
         """This worker's log lines so far (of one ``event`` type, from time ``since``)."""
         events = self.tail.refresh()
-        return [
-            e for e in events if (event is None or e.get("event") == event) and e["t"] >= since
-        ]
+        return [e for e in events if (event is None or e.get("event") == event) and e["t"] >= since]
 
     def last(self, event: str) -> dict[str, Any] | None:
         found = self.events(event)
@@ -265,9 +261,7 @@ class ChaosCluster:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._log = JsonLines(self.run_dir / "harness.jsonl")
         try:
-            self.redis.start()
-            _spawned[self.redis.pid] = "redis-server"
-            self._admin = self.redis.client(socket_timeout=2.0, socket_connect_timeout=2.0)
+            redis_fields = self._start_redis()
             t = self.timings
             self._log.write(
                 "run_start",
@@ -279,7 +273,7 @@ class ChaosCluster:
                 renew_interval=t.renew_interval,
                 member_expiry=t.member_expiry,
                 proxied=self.proxied,
-                redis_port=self.redis.port,
+                **redis_fields,
             )
             started = [self.spawn(wait=False) for _ in range(self.n)]
             self.wait_started(started)
@@ -287,6 +281,16 @@ class ChaosCluster:
             self._teardown()
             raise
         return self
+
+    def _start_redis(self) -> dict[str, Any]:
+        """Start Redis and the admin client; the fields this adds to the run_start line.
+
+        A subclass may run the workers against something else (a Redis Cluster).
+        """
+        self.redis.start()
+        _spawned[self.redis.pid] = "redis-server"
+        self._admin = self.redis.client(socket_timeout=2.0, socket_connect_timeout=2.0)
+        return {"redis_port": self.redis.port}
 
     def __exit__(
         self,
@@ -336,13 +340,20 @@ class ChaosCluster:
                 [
                     sys.executable,
                     str(WORKER),
-                    "--redis", url,
-                    "--kind", self.kind,
-                    "--lease-ttl", repr(self.lease_ttl),
-                    "--log", str(log_path),
-                    "--id", cid,
-                    "--name", name,
-                    "--poll-interval", repr(self.poll_interval),
+                    "--redis",
+                    url,
+                    "--kind",
+                    self.kind,
+                    "--lease-ttl",
+                    repr(self.lease_ttl),
+                    "--log",
+                    str(log_path),
+                    "--id",
+                    cid,
+                    "--name",
+                    name,
+                    "--poll-interval",
+                    repr(self.poll_interval),
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
@@ -604,8 +615,7 @@ class ChaosCluster:
         for w in workers or tuple(self.workers):
             events = w.events()
             tail = [
-                {k: v for k, v in e.items() if k not in ("pid", "name", "id")}
-                for e in events[-8:]
+                {k: v for k, v in e.items() if k not in ("pid", "name", "id")} for e in events[-8:]
             ]
             err = ""
             with contextlib.suppress(OSError):

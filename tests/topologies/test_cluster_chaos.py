@@ -52,7 +52,7 @@ if str(CHAOS_DIR) not in sys.path:
     sys.path.insert(0, str(CHAOS_DIR))
 
 import harness  # noqa: E402
-from harness import ChaosCluster, WorkerProc, no_leftovers, scale, scaled  # noqa: E402
+from harness import ChaosCluster, WorkerProc, no_leftovers, scaled  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -112,39 +112,20 @@ class ClusterChaos(ChaosCluster):
         self._owner_clients: dict[int, redis.Redis] = {}
         self._owner_port: int | None = None
 
-    def __enter__(self) -> ClusterChaos:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._log = harness.JsonLines(self.run_dir / "harness.jsonl")
-        try:
-            self.setup.start()
-            self.note_nodes()
-            self.redis.url = self.setup.url
-            owner = self.setup.owner(self.keys.leader)
-            self._owner_port = owner.port
-            self._admin = self._client(owner.port)
-            t = self.timings
-            self._log.write(
-                "run_start",
-                scenario=self.scenario,
-                scale=scale(),
-                n=self.n,
-                lease_ttl=t.lease_ttl,
-                renew_deadline=t.renew_deadline,
-                renew_interval=t.renew_interval,
-                member_expiry=t.member_expiry,
-                proxied=self.proxied,
-                redis_port=owner.port,
-                redis_url=self.setup.url,
-                cluster_ports=[s.port for s in self.setup.servers],
-                lease_key=self.keys.leader,
-                slot=self.setup.slot_of(self.keys.leader),
-            )
-            started = [self.spawn(wait=False) for _ in range(self.n)]
-            self.wait_started(started)
-        except BaseException:
-            self._teardown()
-            raise
-        return self
+    def _start_redis(self) -> dict[str, Any]:
+        self.setup.start()
+        self.note_nodes()
+        self.redis.url = self.setup.url
+        owner = self.setup.owner(self.keys.leader)
+        self._owner_port = owner.port
+        self._admin = self._client(owner.port)
+        return {
+            "redis_port": owner.port,
+            "redis_url": self.setup.url,
+            "cluster_ports": [s.port for s in self.setup.servers],
+            "lease_key": self.keys.leader,
+            "slot": self.setup.slot_of(self.keys.leader),
+        }
 
     def note_nodes(self) -> None:
         """Register the running nodes with the harness' check for leftover processes."""
