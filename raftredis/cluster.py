@@ -310,8 +310,7 @@ class RoutedPool(ConnectionPool):
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         conn: Any = super().get_connection(*args, **kwargs)
         if getattr(conn, "off_route", False):
-            conn.disconnect()
-            conn.connect()
+            conn.disconnect()  # the command's write connects it again, to the new owner
         return conn
 
 
