@@ -277,14 +277,7 @@ def connection_spec(value: Any) -> ConnectionSpec:
             kwargs["path"] = settings.pop("unix_socket_path")
             kwargs.pop("host", None)
             kwargs.pop("port", None)
-        if settings.pop("ssl", False):
-            conn_class = redis.SSLConnection
-        tls_settings = sorted(k for k in settings if k in SSL_KEYS)
-        if tls_settings and not issubclass(conn_class, redis.SSLConnection):
-            raise ConfigurationError(
-                f'{", ".join(tls_settings)} in redis=... need TLS: add "ssl": True '
-                "(or use a rediss:// url)"
-            )
+        conn_class = _with_tls(settings, conn_class, "rediss://")
         if "port" in settings:
             port = settings["port"]
             if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
@@ -298,6 +291,22 @@ def connection_spec(value: Any) -> ConnectionSpec:
         "redis= must be a dict (host/port/db/password/username/url), a URL string "
         f"such as 'redis://localhost:6379/0', or a redis.Redis; got {type(value).__name__}"
     )
+
+
+def _with_tls(settings: dict[str, Any], connection_class: type[Any], scheme: str) -> type[Any]:
+    """The connection class once ``settings`` had their say (``ssl`` is taken out of them).
+
+    ``"ssl": True`` selects TLS; ``ssl_*`` settings without TLS are refused.
+    """
+    if settings.pop("ssl", False):
+        connection_class = redis.SSLConnection
+    tls_settings = sorted(k for k in settings if k in SSL_KEYS)
+    if tls_settings and not issubclass(connection_class, redis.SSLConnection):
+        raise ConfigurationError(
+            f'{", ".join(tls_settings)} in redis=... need TLS: add "ssl": True '
+            f"(or use a {scheme} url)"
+        )
+    return connection_class
 
 
 def _from_url(url: Any) -> ConnectionSpec:
@@ -543,15 +552,9 @@ def _cluster_from_dict(settings: dict[str, Any]) -> ConnectionSpec:
     else:
         assert base is not None and base.cluster is not None
         nodes = base.cluster.startup_nodes
-    connection_class: type[Any] = base.connection_class if base else redis.Connection
-    if settings.pop("ssl", False):
-        connection_class = redis.SSLConnection
-    tls_settings = sorted(k for k in settings if k in SSL_KEYS)
-    if tls_settings and not issubclass(connection_class, redis.SSLConnection):
-        raise ConfigurationError(
-            f'{", ".join(tls_settings)} in redis=... need TLS: add "ssl": True '
-            f"(or use a {TLS_CLUSTER_SCHEME}:// url)"
-        )
+    connection_class = _with_tls(
+        settings, base.connection_class if base else redis.Connection, f"{TLS_CLUSTER_SCHEME}://"
+    )
     kwargs.update(settings)  # username, password, ssl_*
     return ConnectionSpec(connection_class, kwargs, cluster=ClusterSpec(nodes))
 

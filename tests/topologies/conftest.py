@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import redis
+from clusters import cluster_binaries
 
 from raftredis import Candidate
 from raftredis.testing import (
@@ -248,6 +249,15 @@ class SentinelSetup:
         for server in self.servers:
             server.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def binaries() -> tuple[str, str]:
+    """``(redis-server 7+, redis-cli)`` for a Redis Cluster, or a skip saying what to install."""
+    try:
+        return cluster_binaries()
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import redis
-from clusters import ClusterSetup, cluster_binaries
+from clusters import ClusterSetup
 from failover import check_after_failover, healthy, messages_flow, settled
 from redis.cluster import RedisCluster
 
@@ -105,15 +105,6 @@ def test_the_dict_form() -> None:
 
 
 # ------------------------------------------------------------- on a real cluster
-
-
-@pytest.fixture(scope="module")
-def binaries() -> tuple[str, str]:
-    """``(redis-server, redis-cli)``, or a skip saying what to install."""
-    try:
-        return cluster_binaries()
-    except RuntimeError as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ from typing import Any
 
 import pytest
 import redis
-from clusters import ClusterSetup, cluster_binaries
+from clusters import ClusterSetup
 
 from raftredis.store import LeaseRecord, parse_lease
 from raftredis.testing import RedisServer
@@ -353,14 +353,6 @@ def leaderless_by_round(
             longest, total = max(longest, gap), total + gap
         out.append({"kind": rnd["kind"], "t": start, "longest": longest, "total": total})
     return out
-
-
-@pytest.fixture(scope="module")
-def binaries() -> tuple[str, str]:
-    try:
-        return cluster_binaries()
-    except RuntimeError as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(autouse=True)

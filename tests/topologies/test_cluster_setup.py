@@ -13,20 +13,11 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from clusters import SLOTS, ClusterSetup, cluster_binaries
+from clusters import SLOTS, ClusterSetup
 
 from raftredis.testing import RedisServer, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def binaries() -> tuple[str, str]:
-    """``(redis-server, redis-cli)``, or a skip saying what to install."""
-    try:
-        return cluster_binaries()
-    except RuntimeError as exc:
-        pytest.skip(str(exc))
 
 
 def _started(binaries: tuple[str, str]) -> Iterator[ClusterSetup]:
