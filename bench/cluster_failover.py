@@ -13,6 +13,9 @@ cluster event hits the shard that serves the kind's slot:
     The same with ``min_replicas=1``: the promoted replica has no replica to
     acknowledge the lease, so the killed node is started again and has to
     rejoin as its replica before a leader can be confirmed.
+``pause``
+    SIGSTOP the primary (a hung host: its connections stay open and nothing
+    answers; a fresh cluster per trial); its replica is promoted as after a kill.
 ``manual``
     ``CLUSTER FAILOVER`` on the replica (one cluster for every trial).
 ``reshard``
@@ -70,7 +73,7 @@ from bench.common import Stats, exit_on_sigterm, log  # noqa: E402
 from raftredis import Candidate  # noqa: E402
 from raftredis.timing import Timings  # noqa: E402
 
-SCENARIOS = ("kill", "kill-min1", "manual", "reshard")
+SCENARIOS = ("kill", "kill-min1", "pause", "manual", "reshard")
 GROUP = 3
 #: How long a trial may take to settle (and messages to flow) after the event.
 TRIAL_TIMEOUT = 30.0
@@ -228,6 +231,13 @@ class Trial:
     delay_in_cycle_s: float = 0.0
 
 
+def _is_master(client: redis.Redis) -> bool:
+    try:
+        return bool(client.execute_command("ROLE")[0] in (b"master", "master"))
+    except (redis.RedisError, OSError):
+        return False
+
+
 def lease_on(client: redis.Redis, kind: str) -> bytes | None:
     """The lease as ``client``'s node serves it; raises if the node does not serve the slot."""
     value = client.get(lease_key(kind))
@@ -289,7 +299,7 @@ def run_trial(
             trial.failure = "no settled leader before the event"
             return trial
         trial.term_before = before.current_term
-        if scenario in ("kill", "kill-min1"):
+        if scenario in ("kill", "kill-min1", "pause"):
             replicas = setup.replicas_of(old_owner)
             if len(replicas) != 1:
                 trial.failure = f"the owner has {len(replicas)} replicas"
@@ -328,6 +338,18 @@ def run_trial(
                         if not wait_for(lambda: old in setup.replicas_of(new), 20.0, 0.05):
                             raise AssertionError("the old primary did not rejoin")
                         steps["old_rejoined_as_replica"] = now_ms(t0)
+                elif scenario == "pause":
+                    # Left frozen: the cluster is thrown away after the trial.
+                    old_owner.pause()
+                    steps["paused"] = now_ms(t0)
+                    role = new_owner.client(socket_timeout=0.5, socket_connect_timeout=0.5)
+                    try:
+                        promoted = wait_for(lambda: _is_master(role), 30.0, 0.005)
+                    finally:
+                        role.close()
+                    if not promoted:
+                        raise AssertionError(f"{new_owner!r} was not promoted")
+                    steps["promoted"] = now_ms(t0)
                 elif scenario == "manual":
                     got = setup.manual_failover(key)
                     steps["manual_failover"] = now_ms(t0)
@@ -451,7 +473,7 @@ def describe_trial(t: Trial) -> str:
 def run_scenario(binaries: tuple[str, str], scenario: str, trials: int, ttl: float) -> list[Trial]:
     results: list[Trial] = []
     min_replicas = 1 if scenario == "kill-min1" else 0
-    if scenario.startswith("kill"):
+    if scenario.startswith("kill") or scenario == "pause":
         for i in range(trials):
             with ClusterSetup(*binaries) as setup:
                 trial = run_trial(setup, scenario, ttl, min_replicas)

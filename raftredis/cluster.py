@@ -7,7 +7,8 @@ ordinary client, pools and pub/sub, and only has to know which node it is.
 A :class:`SlotRoute` knows, and every connection of the kind follows it:
 
 * a connection that connects while no owner is known asks the cluster
-  (``CLUSTER SLOTS`` on the nodes it knows, one after the other);
+  (``CLUSTER SLOTS`` on the nodes it knows, one after the other, and then
+  the primary named, whose own map is the first to change in a failover);
 * a ``MOVED`` reply names the new owner: the route takes it and the reply
   is raised as :class:`SlotMoved`, a connection error, so redis-py drops the
   connection and retries the command once, on the new owner. A command that

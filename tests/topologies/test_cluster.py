@@ -286,6 +286,39 @@ def test_the_shards_primary_is_killed(
         assert not any(healthy(c) for c in group)
 
 
+def test_the_shards_primary_is_paused(
+    binaries: tuple[str, str], cluster_candidates: Callable[..., Candidate], kind: str
+) -> None:
+    """SIGSTOP the primary serving the kind (a hung host: connections open, nothing answers).
+
+    The leader steps down by its own deadline, the replica is promoted, one
+    leader follows on it; when the old primary wakes up it is demoted, and
+    everyone still talks to the new one.
+    """
+    with ClusterSetup(*binaries) as setup:
+        group = [cluster_candidates(setup) for _ in range(3)]
+        old_leader = wait_until(lambda: settled(group, _owner(setup, kind), kind), 5.0)
+        old_term = old_leader.current_term
+        old = setup.owner(_lease_key(kind))
+        replica = setup.replicas_of(old)[0]
+        probe = replica.client(socket_timeout=1.0)
+        old.pause()
+        try:
+            # Not through setup.owner(): that asks every node, the frozen one too.
+            wait_until(lambda: not any(c.is_leader for c in group), LEASE_TTL + 1.0)
+            wait_until(lambda: probe.execute_command("ROLE")[0] == b"master", 15.0)
+            check_after_failover(group, lambda: replica, kind, old_leader, old_term)
+        finally:
+            old.resume()
+            probe.close()
+        woken = old.client(socket_timeout=1.0)
+        try:
+            wait_until(lambda: woken.execute_command("ROLE")[0] == b"slave", 10.0)
+        finally:
+            woken.close()
+        check_after_failover(group, _owner(setup, kind), kind, old_leader, old_term)
+
+
 #: The documented cluster variant of the minimal ACL user (docs/production.md):
 #: sharded pub/sub instead of the classic commands, and CLUSTER SLOTS to find the kind.
 CLUSTER_ACL_CHANGES = {"+publish": "+spublish", "+subscribe": "+ssubscribe"}
