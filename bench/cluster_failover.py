@@ -55,7 +55,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,8 +68,9 @@ for _path in (REPO, REPO / "tests" / "topologies"):
 
 from clusters import ClusterSetup, cluster_binaries  # noqa: E402
 
-from bench.common import Stats, exit_on_sigterm, log  # noqa: E402
+from bench.common import Stats, exit_on_sigterm, log, wait_for  # noqa: E402
 from raftredis import Candidate  # noqa: E402
+from raftredis.testing import agreed_leader  # noqa: E402
 from raftredis.timing import Timings  # noqa: E402
 
 SCENARIOS = ("kill", "kill-min1", "pause", "manual", "reshard")
@@ -245,11 +245,8 @@ def lease_on(client: redis.Redis, kind: str) -> bytes | None:
 
 
 def settled_on(group: list[Candidate], client: redis.Redis, kind: str) -> Candidate | None:
-    leaders = [c for c in group if c.is_leader]
-    if len(leaders) != 1:
-        return None
-    leader = leaders[0]
-    if any(c.leader_id != leader.id for c in group):
+    leader = agreed_leader(group)
+    if leader is None:
         return None
     try:
         value = lease_on(client, kind)
@@ -257,17 +254,6 @@ def settled_on(group: list[Candidate], client: redis.Redis, kind: str) -> Candid
         return None
     expected = f"{leader.current_term} {leader.id} ".encode()
     return leader if value is not None and value.startswith(expected) else None
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = POLL) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(interval)
 
 
 def run_trial(
@@ -294,7 +280,7 @@ def run_trial(
             c.start()
         old_owner = setup.owner(key)
         old_client = old_owner.client(socket_timeout=1.0, socket_connect_timeout=1.0)
-        before = wait_for(lambda: settled_on(group, old_client, kind), 15.0)
+        before = wait_for(lambda: settled_on(group, old_client, kind), 15.0, POLL)
         if before is None:
             trial.failure = "no settled leader before the event"
             return trial
@@ -378,7 +364,7 @@ def run_trial(
             return trial
         trial.redis_serves_ms = now_ms(t0)
         t_serves = time.perf_counter()
-        leader = wait_for(lambda: settled_on(group, new_client, kind), TRIAL_TIMEOUT)
+        leader = wait_for(lambda: settled_on(group, new_client, kind), TRIAL_TIMEOUT, POLL)
         if leader is None:
             thread.join(TRIAL_TIMEOUT)
             states = [(c.id[:6], c.is_leader, (c.leader_id or "-")[:6]) for c in group]

@@ -23,12 +23,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import redis
 
 from raftredis import Candidate
-from raftredis.testing import RedisServer
+from raftredis.testing import RedisServer, agreed_leader
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -87,8 +89,12 @@ def config_from_args(argv: Sequence[str] | None = None, description: str = "") -
     group.add_argument("--quick", action="store_true", help="the quick sizes (default)")
     group.add_argument("--full", action="store_true", help="the full sizes")
     parser.add_argument("--trials", type=int, help="override every trial count (smoke runs)")
-    parser.add_argument("--window-scale", type=float, default=1.0,
-                        help="multiply every measuring window (smoke runs)")
+    parser.add_argument(
+        "--window-scale",
+        type=float,
+        default=1.0,
+        help="multiply every measuring window (smoke runs)",
+    )
     args = parser.parse_args(argv)
     return Config(full=args.full, trial_override=args.trials, window_scale=args.window_scale)
 
@@ -391,43 +397,26 @@ def connected_clients(client: redis.Redis) -> int:
 # ------------------------------------------------------------- candidates
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.005) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` seconds passed."""
+def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.005) -> T | None:
+    """Poll ``predicate`` until it returns something truthy: that value, or None at ``timeout``.
+
+    Unlike ``raftredis.testing.wait_until`` it does not raise: a benchmark
+    counts a miss as a result.
+    """
     deadline = time.monotonic() + timeout
     while True:
-        if predicate():
-            return True
+        value = predicate()
+        if value:
+            return value
         if time.monotonic() >= deadline:
-            return False
+            return None
         time.sleep(interval)
-
-
-def agreed_leader(candidates: Sequence[Candidate]) -> str | None:
-    """The leader id every candidate agrees on, with exactly one of them leading; else None."""
-    ids = {c.leader_id for c in candidates}
-    if len(ids) != 1:
-        return None
-    (leader,) = ids
-    if leader is None:
-        return None
-    leading = [c for c in candidates if c.is_leader]
-    if len(leading) != 1 or leading[0].id != leader:
-        return None
-    return leader
 
 
 def settle(candidates: Sequence[Candidate], timeout: float = 10.0, quiet: float = 0.0) -> str:
     """Wait until all agree on one leader (then ``quiet`` more seconds); its id."""
-    found: list[str] = []
-
-    def ok() -> bool:
-        leader = agreed_leader(candidates)
-        if leader is None:
-            return False
-        found.append(leader)
-        return True
-
-    if not wait_until(ok, timeout):
+    leader = wait_for(lambda: agreed_leader(candidates), timeout)
+    if leader is None:
         states = [(c.id[:6], c.state.value, (c.leader_id or "-")[:6]) for c in candidates]
         raise RuntimeError(f"no agreed leader within {timeout} s: {states}")
     if quiet:
@@ -435,8 +424,7 @@ def settle(candidates: Sequence[Candidate], timeout: float = 10.0, quiet: float 
         leader = agreed_leader(candidates)
         if leader is None:
             return settle(candidates, timeout, quiet)
-        return leader
-    return found[-1]
+    return leader.id
 
 
 def stop_all(candidates: Iterable[Candidate], timeout: float = 2.0) -> None:
@@ -492,9 +480,7 @@ class ElectedWatch:
 def child_env() -> dict[str, str]:
     """The environment of benchmark children: the repo on the path, unbuffered."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO), env.get("PYTHONPATH", "")) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

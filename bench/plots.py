@@ -1,6 +1,6 @@
 """Plots of a results.json: one PNG per benchmark (matplotlib, Agg backend).
 
-    python -m bench.plots .bench/results.json [OUTDIR]
+python -m bench.plots .bench/results.json [OUTDIR]
 """
 
 from __future__ import annotations
@@ -132,8 +132,13 @@ def redis_cost(figures: list[Fig], out: Path) -> Path | None:
     labels = [str(f["extra"]["instances"]) for f in figs]
     xs = range(len(figs))
     ax.bar(list(xs), [f["extra"]["mean"] for f in figs], width=0.5, label="measured (mean)")
-    ax.scatter(list(xs), [(f.get("baseline") or {}).get("median", 0.0) for f in figs],
-               color="black", zorder=3, label="budget model")
+    ax.scatter(
+        list(xs),
+        [(f.get("baseline") or {}).get("median", 0.0) for f in figs],
+        color="black",
+        zorder=3,
+        label="budget model",
+    )
     ax.axhline(2.5, color="tab:red", ls="--", lw=1, label="target 2.5 per instance")
     ax.set_xticks(list(xs), labels)
     ax.set_xlabel("instances in the kind")
@@ -154,10 +159,19 @@ def discovery(figures: list[Fig], out: Path) -> Path | None:
             key=lambda f: f["extra"]["members"],
         )
         members = [f["extra"]["members"] for f in rows]
-        ax.plot(members, [f["median"] for f in rows], marker="o",
-                label=f"get_instances(), {keys:,} other keys")
-        ax.plot(members, [(f.get("baseline") or {}).get("median", 0.0) for f in rows], marker="x",
-                ls="--", label=f"raw redis-py, {keys:,} other keys")
+        ax.plot(
+            members,
+            [f["median"] for f in rows],
+            marker="o",
+            label=f"get_instances(), {keys:,} other keys",
+        )
+        ax.plot(
+            members,
+            [(f.get("baseline") or {}).get("median", 0.0) for f in rows],
+            marker="x",
+            ls="--",
+            label=f"raw redis-py, {keys:,} other keys",
+        )
     ax.axhline(1000, color="tab:red", ls=":", lw=1, label="1 ms")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -181,18 +195,25 @@ def scale(figures: list[Fig], out: Path) -> Path | None:
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     n, rows = series("start → one leader")
     axes[0][0].plot(n, [f["median"] for f in rows], marker="o", label="all agree")
-    axes[0][0].plot(n, [f["extra"]["first_elected_s"] for f in rows], marker="x",
-                    label="first leader")
+    axes[0][0].plot(
+        n, [f["extra"]["first_elected_s"] for f in rows], marker="x", label="first leader"
+    )
     axes[0][0].axhline(6, color="tab:red", ls="--", lw=1, label="2 x lease_ttl")
     axes[0][0].set_ylabel("s from start")
     axes[0][0].set_title("Start-up convergence")
     n, rows = series("Redis CPU")
     axes[0][1].plot(n, [f["mean"] for f in rows], marker="o", label="Redis CPU")
-    axes[0][1].plot(n, [(f.get("baseline") or {}).get("median") for f in rows], marker="x",
-                    ls="--", label="idle Redis")
+    axes[0][1].plot(
+        n,
+        [(f.get("baseline") or {}).get("median") for f in rows],
+        marker="x",
+        ls="--",
+        label="idle Redis",
+    )
     n2, rows2 = series("client CPU per Candidate")
-    axes[0][1].plot(n2, [f["mean"] * k for f, k in zip(rows2, n2)], marker="s",
-                    label="all client processes")
+    axes[0][1].plot(
+        n2, [f["mean"] * k for f, k in zip(rows2, n2)], marker="s", label="all client processes"
+    )
     axes[0][1].axhline(25, color="tab:red", ls="--", lw=1, label="Redis target 25%")
     axes[0][1].set_ylabel("% of one core")
     axes[0][1].set_title("CPU at steady state")

@@ -325,10 +325,14 @@ def micro() -> None:
         ("encode_envelope", lambda: encode_envelope(env, 1 << 20)),
         ("decode_envelope", lambda: decode_envelope(data, kind="k", max_bytes=1 << 20)),
         ("Inbox.accept", lambda: inbox.accept(channel, data)),
-        ("deliver(message_received), 1 receiver",
-         lambda: deliver(signals.message_received, sender, {"message": None})),
-        ("deliver(message_from_follower), 0 receivers",
-         lambda: deliver(signals.message_from_follower, sender, {"message": None})),
+        (
+            "deliver(message_received), 1 receiver",
+            lambda: deliver(signals.message_received, sender, {"message": None}),
+        ),
+        (
+            "deliver(message_from_follower), 0 receivers",
+            lambda: deliver(signals.message_from_follower, sender, {"message": None}),
+        ),
         ("Inbox.handle (decode + 2 signals)", lambda: inbox.handle(msg)),
     ]
     print("\n=== micro-benchmarks, µs per call")

@@ -96,9 +96,7 @@ def run(cfg: Config) -> list[Figure]:
             mark()
         for n in sizes:
             m = marks[n]
-            rates[n] = [
-                (c1 - c0) / (t1 - t0) / n for (t0, c0), (t1, c1) in zip(m, m[1:])
-            ]
+            rates[n] = [(c1 - c0) / (t1 - t0) / n for (t0, c0), (t1, c1) in zip(m, m[1:])]
             means[n] = (m[-1][1] - m[0][1]) / (m[-1][0] - m[0][0]) / n
     finally:
         for client in clients.values():

@@ -131,16 +131,19 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--quick", action="store_true", help="small sizes, a few minutes (default)")
     mode.add_argument("--full", action="store_true", help="full sizes, with plots")
     parser.add_argument("--out", default=".bench", help="output directory (default .bench)")
-    parser.add_argument(
-        "--only", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}"
-    )
+    parser.add_argument("--only", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
     parser.add_argument("--trials", type=int, help="override every trial count (smoke runs)")
     parser.add_argument(
         "--window-scale", type=float, default=1.0, help="scale every window (smoke runs)"
     )
     plotting = parser.add_mutually_exclusive_group()
-    plotting.add_argument("--plots", dest="plots", action="store_true", default=None,
-                          help="write PNG plots (default with --full)")
+    plotting.add_argument(
+        "--plots",
+        dest="plots",
+        action="store_true",
+        default=None,
+        help="write PNG plots (default with --full)",
+    )
     plotting.add_argument("--no-plots", dest="plots", action="store_false")
     args = parser.parse_args(argv)
     common.exit_on_sigterm()

@@ -168,15 +168,23 @@ def run(cfg: Config, sizes: tuple[int, ...] | None = None) -> list[Figure]:
                     procs.append(
                         Child(
                             "bench.scale",
-                            ["child", server.url, kind, str(share), repr(LEASE_TTL),
-                             str(START_THREADS)],
+                            [
+                                "child",
+                                server.url,
+                                kind,
+                                str(share),
+                                repr(LEASE_TTL),
+                                str(START_THREADS),
+                            ],
                         )
                     )
                 ready = [p.expect("ready", timeout=120) for p in procs]
                 clients_before = connected_clients(client)
                 pids = [p.pid for p in procs]
                 cpu_go, redis_go, pub_go = (
-                    _cpu_of(pids), redis_cpu_seconds(client), _publishes(client),
+                    _cpu_of(pids),
+                    redis_cpu_seconds(client),
+                    _publishes(client),
                 )
                 start = time.time()
                 for p in procs:
@@ -209,14 +217,18 @@ def run(cfg: Config, sizes: tuple[int, ...] | None = None) -> list[Figure]:
                 redis_pct: list[float] = []
                 client_pct: list[float] = []
                 c0, k0, m0, t0 = (
-                    redis_cpu_seconds(client), _cpu_of(pids), command_calls(client),
+                    redis_cpu_seconds(client),
+                    _cpu_of(pids),
+                    command_calls(client),
                     time.monotonic(),
                 )
                 first = (m0, t0)
                 for _ in range(max(1, round(window / step))):
                     time.sleep(step)
                     c1, k1, m1, t1 = (
-                        redis_cpu_seconds(client), _cpu_of(pids), command_calls(client),
+                        redis_cpu_seconds(client),
+                        _cpu_of(pids),
+                        command_calls(client),
                         time.monotonic(),
                     )
                     redis_pct.append((c1 - c0) / (t1 - t0) * 100)

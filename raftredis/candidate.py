@@ -244,9 +244,18 @@ class Candidate:
         return self._kind
 
     @property
+    def _live_here(self) -> bool:
+        """Started, not stopped, and in the process that started it.
+
+        The pid too: a fork that runs no at-fork hooks (uWSGI without
+        py-call-osafterfork) leaves _forked unset in the child.
+        """
+        return self._lifecycle == _RUNNING and not self._forked and os.getpid() == self._pid
+
+    @property
     def state(self) -> State:
         """``State.FOLLOWER``, ``State.CANDIDATE`` or ``State.LEADER``."""
-        if self._forked or self._lifecycle != _RUNNING or os.getpid() != self._pid:
+        if not self._live_here:
             return State.FOLLOWER
         if self._election.state is State.LEADER and not self.is_leader:
             return State.FOLLOWER  # the deadline passed; the heartbeat is about to notice
@@ -260,7 +269,7 @@ class Candidate:
     @property
     def is_leader(self) -> bool:
         """True if this instance leads *now*: checks the local lease deadline on every call."""
-        if self._forked or self._lifecycle != _RUNNING or os.getpid() != self._pid:
+        if not self._live_here:
             return False
         return self._election.is_leader(time.monotonic())
 
@@ -271,16 +280,14 @@ class Candidate:
         Unlike reading ``is_leader`` and then ``current_term``, this is one
         atomic check: it never returns a term this instance does not hold.
         """
-        # The pid too: a fork that runs no at-fork hooks (uWSGI without
-        # py-call-osafterfork) leaves _forked unset in the child.
-        if self._forked or self._lifecycle != _RUNNING or os.getpid() != self._pid:
+        if not self._live_here:
             return None
         return self._election.leader_term(time.monotonic())
 
     @property
     def leader_id(self) -> str | None:
         """The id of the leader as this instance last knew it (None: no leader known)."""
-        if self._forked or self._lifecycle != _RUNNING:
+        if not self._live_here:
             return None
         return self._election.leader_id
 
@@ -292,7 +299,7 @@ class Candidate:
     @property
     def is_running(self) -> bool:
         """True between a successful :meth:`start` and :meth:`stop` (in the same process)."""
-        return self._lifecycle == _RUNNING and not self._forked
+        return self._live_here
 
     # ------------------------------------------------------------- lifecycle
 
@@ -619,7 +626,7 @@ class Candidate:
 
     def _stamp(self) -> tuple[int, bool]:
         """(term, leads now) for a message, in one atomic check of the lease."""
-        if self._forked or self._lifecycle != _RUNNING:
+        if not self._live_here:
             return self._election.term, False
         term = self._election.leader_term(time.monotonic())
         return (self._election.term, False) if term is None else (term, True)

@@ -21,7 +21,6 @@ from redis.commands.core import Script
 from .errors import BackendError
 
 __all__ = [
-    "SEND_TO_LEADER_SCRIPT",
     "AcquireReply",
     "HeartbeatReply",
     "KeySpace",
@@ -200,12 +199,10 @@ _SCRIPT_TEXT = {
     for command in ("PUBLISH", "SPUBLISH")
 }
 _SEND_TO_LEADER = {command: _load_lua("send_to_leader", command) for command in _SCRIPT_TEXT}
-#: Run by the Outbox (outbox.py), which sends user messages.
-SEND_TO_LEADER_SCRIPT = _SEND_TO_LEADER["PUBLISH"]
 
 
 def send_to_leader_script(keys: KeySpace) -> str:
-    """The send_to_leader script for ``keys`` (publishing as the kind does)."""
+    """The send_to_leader script for ``keys`` (publishing as the kind does), run by the Outbox."""
     return _SEND_TO_LEADER[keys.publish_command]
 
 

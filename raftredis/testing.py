@@ -35,7 +35,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -58,10 +58,12 @@ __all__ = [
     "RedisServer",
     "SignalRecorder",
     "TLSFiles",
+    "agreed_leader",
     "find_redis_server",
     "find_tls_redis_server",
     "free_port",
     "make_tls_files",
+    "no_leaked_threads",
     "raftredis_threads",
     "redis_server_supports_tls",
     "wait_until",
@@ -1098,6 +1100,36 @@ THREAD_PREFIX = "raftredis-"
 def raftredis_threads() -> list[threading.Thread]:
     """The live threads raftredis started: after every Candidate stopped, none should be."""
     return [t for t in threading.enumerate() if t.name.startswith(THREAD_PREFIX) and t.is_alive()]
+
+
+@contextlib.contextmanager
+def no_leaked_threads(timeout: float = 5.0) -> Iterator[None]:
+    """Check that the block leaves no raftredis thread running (after ``timeout`` seconds).
+
+    Threads alive before the block (an earlier test's) are not counted.
+    Raises ``AssertionError`` naming the leftovers.
+    """
+    before = set(raftredis_threads())
+    yield
+
+    def leaked() -> list[threading.Thread]:
+        return [t for t in raftredis_threads() if t not in before]
+
+    wait_until(
+        lambda: not leaked(),
+        timeout=timeout,
+        message=lambda: f"threads still alive after the test: {[t.name for t in leaked()]}",
+    )
+
+
+def agreed_leader(candidates: Iterable[Candidate]) -> Candidate | None:
+    """The leader, if exactly one of ``candidates`` leads and every one of them names it."""
+    group = list(candidates)
+    leaders = [c for c in group if c.is_leader]
+    if len(leaders) != 1:
+        return None
+    leader = leaders[0]
+    return leader if all(c.leader_id == leader.id for c in group) else None
 
 
 class CandidateGroup:

@@ -38,7 +38,7 @@ class Target:
     prefix: str
     as_json: bool
 
-    @property
+    @functools.cached_property
     def keys(self) -> KeySpace:
         """The kind's Redis keys and channels (the layout Candidates use)."""
         sharded = connection_spec(self.url).cluster is not None

@@ -340,8 +340,7 @@ class Checker:
             if proc is None or not any(e.get("event") == "elected" for e in proc.events):
                 continue
             heard = any(
-                e.get("event") == "elected" and e.get("term") == interval.term
-                for e in proc.events
+                e.get("event") == "elected" and e.get("term") == interval.term for e in proc.events
             )
             if not heard:
                 self.report_.missed_signals.append(
@@ -386,7 +385,14 @@ class Checker:
                         }
                     )
                     merged[-1] = Interval(
-                        p.process, p.name, p.pid, p.id, term, prev.begin, end, source,
+                        p.process,
+                        p.name,
+                        p.pid,
+                        p.id,
+                        term,
+                        prev.begin,
+                        end,
+                        source,
                         prev.pieces + 1,
                     )
                 else:

@@ -32,11 +32,13 @@ from raftredis.testing import (
     THREAD_PREFIX,
     CandidateGroup,
     RedisServer,
+    no_leaked_threads,
     raftredis_threads,
-    wait_until,
+    wait_until,  # noqa: F401 (re-exported)
 )
 from raftredis.testing import ReceivedSignal as Received  # noqa: F401 (re-exported)
 from raftredis.testing import SignalRecorder as Recorder  # noqa: F401 (re-exported)
+from raftredis.testing import agreed_leader as one_leader  # noqa: F401 (re-exported)
 
 T = TypeVar("T")
 
@@ -139,17 +141,8 @@ def escaped_fixture() -> Iterator[EscapedExceptions]:
 @pytest.fixture(name="no_leaked_threads", autouse=False)
 def no_leaked_threads_fixture() -> Iterator[None]:
     """Fail a test that leaves a "raftredis-" thread running (after a grace period)."""
-    before = set(raftredis_threads())
-    yield
-
-    def leaked() -> list[threading.Thread]:
-        return [t for t in raftredis_threads() if t not in before]
-
-    wait_until(
-        lambda: not leaked(),
-        timeout=5.0,
-        message=lambda: f"threads still alive after the test: {[t.name for t in leaked()]}",
-    )
+    with no_leaked_threads(timeout=5.0):
+        yield
 
 
 class Candidates(CandidateGroup):
@@ -166,17 +159,6 @@ class Candidates(CandidateGroup):
 def admin_client(server: RedisServer) -> redis.Redis:
     """A plain client for writing junk (short timeouts, so a test never hangs on it)."""
     return server.client(socket_timeout=5.0, socket_connect_timeout=5.0)
-
-
-def one_leader(candidates: list[Candidate]) -> Candidate | None:
-    """The leader if exactly one of ``candidates`` leads and all of them name it; else None."""
-    leaders = [c for c in candidates if c.is_leader]
-    if len(leaders) != 1:
-        return None
-    leader = leaders[0]
-    if any(c.leader_id != leader.id for c in candidates):
-        return None
-    return leader
 
 
 @pytest.fixture(name="group")

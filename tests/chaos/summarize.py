@@ -61,9 +61,19 @@ def row(r: dict[str, Any]) -> list[str]:
 
 
 HEADER = [
-    "scenario", "scale", "faults", "elections", "overlaps", "term regr.", "dead thr.",
-    "bad exits", "max leaderless ms", "converge ms min/med/max", "stop lag ms",
-    "work ovl.", "verdict",
+    "scenario",
+    "scale",
+    "faults",
+    "elections",
+    "overlaps",
+    "term regr.",
+    "dead thr.",
+    "bad exits",
+    "max leaderless ms",
+    "converge ms min/med/max",
+    "stop lag ms",
+    "work ovl.",
+    "verdict",
 ]
 
 
@@ -116,8 +126,10 @@ def summarize(reports: list[dict[str, Any]]) -> tuple[str, bool]:
     errors: Counter[str] = Counter()
     for r in normal:
         errors.update(r.get("errors_by_type", {}))
-    out.append("errors reported by the workers: " + (", ".join(
-        f"{k} {v}" for k, v in sorted(errors.items())) or "none"))
+    out.append(
+        "errors reported by the workers: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "none")
+    )
     failed = [r for r in normal if not r.get("ok")]
     for r in failed:
         out.append(f"FAILED {r['scenario']}: {r.get('failures')}")

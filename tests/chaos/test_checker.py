@@ -36,8 +36,14 @@ class Run:
 
     def line(self, name: str, t: float, event: str, **fields: Any) -> None:
         self.logs[name].append(
-            {"t": T0 + t, "event": event, "pid": self.pids[name], "name": name, "id": f"id-{name}",
-             **fields}
+            {
+                "t": T0 + t,
+                "event": event,
+                "pid": self.pids[name],
+                "name": name,
+                "id": f"id-{name}",
+                **fields,
+            }
         )
 
     def lead(self, name: str, term: int, begin: float, end: float | None) -> None:
@@ -45,8 +51,13 @@ class Run:
         self.line(name, begin, "lead_begin", term=term, t_call=T0 + begin)
         if end is not None:
             self.line(
-                name, end + 0.001, "lead_end", term=term, t_last_true=T0 + end,
-                t_last_true_after=T0 + end, t_seen_false=T0 + end + 0.001,
+                name,
+                end + 0.001,
+                "lead_end",
+                term=term,
+                t_last_true=T0 + end,
+                t_last_true_after=T0 + end,
+                t_seen_false=T0 + end + 0.001,
             )
 
     def fault(self, t: float, kind: str, target: str | None = None, converge: bool = True) -> None:
@@ -86,8 +97,18 @@ def clean_run(run: Run) -> Run:
     run.line(a, 0.2, "work_start", term=1)
     run.line(a, 0.2, "elected", term=1)
     run.line(b, 0.2, "leader_changed", leader="id-a", term=1)
-    run.line(b, 1.0, "alive", running=True, state="follower", term=1, leader="id-a",
-             leader_term=None, threads=[], missing=[])
+    run.line(
+        b,
+        1.0,
+        "alive",
+        running=True,
+        state="follower",
+        term=1,
+        leader="id-a",
+        leader_term=None,
+        threads=[],
+        missing=[],
+    )
     run.fault(5.0, "sigkill", a)
     run.exit(a, 5.01, -9, expected=True)
     run.lead(b, 2, 6.0, 9.0)
@@ -174,11 +195,31 @@ def test_process_term_going_down_is_detected(run: Run) -> None:
     """Per source: a process' alive lines with a falling term are a regression; a
     signal delivered after a newer alive line is not."""
     a = run.worker("a")
-    run.line(a, 1.0, "alive", running=True, state="follower", term=4, leader=None,
-             leader_term=None, threads=[], missing=[])
+    run.line(
+        a,
+        1.0,
+        "alive",
+        running=True,
+        state="follower",
+        term=4,
+        leader=None,
+        leader_term=None,
+        threads=[],
+        missing=[],
+    )
     run.line(a, 1.1, "leader_changed", leader="x", term=3)  # another source: fine
-    run.line(a, 2.0, "alive", running=True, state="follower", term=2, leader=None,
-             leader_term=None, threads=[], missing=[])
+    run.line(
+        a,
+        2.0,
+        "alive",
+        running=True,
+        state="follower",
+        term=2,
+        leader=None,
+        leader_term=None,
+        threads=[],
+        missing=[],
+    )
     report = run.check()
     (regression,) = report.term_regressions
     assert regression["kind"] == "process_term_decreased"
@@ -214,10 +255,30 @@ def test_dead_threads_are_reported(run: Run) -> None:
     a, b = run.worker("a"), run.worker("b")
     run.line(a, 1.0, "thread_died", thread="raftredis-heartbeat-x", type="KeyError", message="k")
     for t in (1.0, 2.0):  # reported once per role
-        run.line(b, t, "alive", running=True, state="follower", term=1, leader=None,
-                 leader_term=None, threads=[], missing=["control"])
-    run.line(b, 3.0, "alive", running=False, state="follower", term=1, leader=None,
-             leader_term=None, threads=[], missing=["dispatch"])  # not running: fine
+        run.line(
+            b,
+            t,
+            "alive",
+            running=True,
+            state="follower",
+            term=1,
+            leader=None,
+            leader_term=None,
+            threads=[],
+            missing=["control"],
+        )
+    run.line(
+        b,
+        3.0,
+        "alive",
+        running=False,
+        state="follower",
+        term=1,
+        leader=None,
+        leader_term=None,
+        threads=[],
+        missing=["dispatch"],
+    )  # not running: fine
     report = run.check()
     assert sorted(d["thread"] for d in report.dead_threads) == ["control", "raftredis-heartbeat-x"]
     assert not report.ok
@@ -280,8 +341,15 @@ def test_check_logs_without_harness(tmp_path: Path) -> None:
     log = tmp_path / "x.jsonl"
     lines = [
         {"t": T0, "event": "lead_begin", "term": 1, "pid": 1, "name": "x", "id": "x"},
-        {"t": T0 + 1, "event": "lead_end", "term": 1, "t_last_true": T0 + 1, "pid": 1,
-         "name": "x", "id": "x"},
+        {
+            "t": T0 + 1,
+            "event": "lead_end",
+            "term": 1,
+            "t_last_true": T0 + 1,
+            "pid": 1,
+            "name": "x",
+            "id": "x",
+        },
     ]
     log.write_text("".join(json.dumps(e) + "\n" for e in lines))
     report = check_logs([log], renew_deadline=0.5)

@@ -54,8 +54,6 @@ pytestmark = [
 HERE = Path(__file__).resolve().parent
 
 
-
-
 # ------------------------------------------------------------ child plumbing
 
 

@@ -1719,4 +1719,3 @@ def test_fuzzed_signed_kind(
     assert delivered == expected
     assert len(errors) == sum(not ok for _, ok in published)
     assert not missing_threads([leader, follower])
-

@@ -48,8 +48,6 @@ BLOCK = 3 * LEASE_TTL
 pytestmark = pytest.mark.usefixtures("no_leaked_threads")
 
 
-
-
 def lease_expiry(admin: redis.Redis, kind: str) -> int | None:
     """The expiry (server ms) written in the lease value: it changes on every renew."""
     value = admin.get(f"raftredis:{{{kind}}}:leader")

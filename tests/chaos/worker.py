@@ -325,9 +325,7 @@ class Worker:
             self.poller.halt(1.0)
             return EXIT_START_FAILED
         c = self.candidate
-        self.log.write(
-            "started", state=c.state.value, term=c.current_term, leader=c.leader_id
-        )
+        self.log.write("started", state=c.state.value, term=c.current_term, leader=c.leader_id)
         threading.Thread(target=self._read_commands, name="chaos-stdin", daemon=True).start()
         next_alive = time.monotonic()
         while not self.shutdown.is_set():

@@ -16,7 +16,6 @@ names keeps linters from seeing the test arguments as redefinitions).
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,7 +24,7 @@ from typing import Any, TypeVar
 import pytest
 import redis
 
-from raftredis import Candidate, State
+from raftredis import Candidate, State, testing
 from raftredis.testing import (
     CandidateGroup,
     free_port,  # noqa: F401 (re-exported)
@@ -92,18 +91,6 @@ class Cluster(CandidateGroup):
         return [c for c in self.running() if not c.is_leader]
 
 
-def agree_on_leader(candidates: list[Candidate]) -> str | None:
-    """The leader id if every candidate knows the same one and that one leads; else None."""
-    ids = {c.leader_id for c in candidates}
-    if len(ids) != 1:
-        return None
-    (leader_id,) = ids
-    leaders = [c for c in candidates if c.is_leader]
-    if leader_id is None or len(leaders) != 1 or leaders[0].id != leader_id:
-        return None
-    return leader_id
-
-
 # ------------------------------------------------------------ raw channels
 
 
@@ -148,18 +135,8 @@ class RawChannels:
 @pytest.fixture(autouse=True)
 def no_leaked_threads() -> Iterator[None]:
     """Fail a test that leaves any "raftredis-" thread running (after a short grace period)."""
-    # Leftovers of an earlier (already failed) test are not this test's fault.
-    before = set(raftredis_threads())
-    yield
-
-    def leaked() -> list[threading.Thread]:
-        return [t for t in raftredis_threads() if t not in before]
-
-    wait_until(
-        lambda: not leaked(),
-        timeout=3.0,
-        message=lambda: f"threads still alive after the test: {[t.name for t in leaked()]}",
-    )
+    with testing.no_leaked_threads(timeout=3.0):
+        yield
 
 
 @pytest.fixture(name="cluster")

@@ -9,19 +9,19 @@ import pytest
 from helpers import (  # noqa: F401
     Cluster,
     Recorder,
-    agree_on_leader,
     cluster_fixture,
     no_leaked_threads,
     wait_until,
 )
 
 from raftredis import Candidate, LeaderTimeoutError, NotRunningError, State
+from raftredis.testing import agreed_leader
 
 
 def test_three_instances_agree_on_one_leader(cluster: Cluster) -> None:
     """With 3 instances exactly one leads; all know its id and the same term."""
     candidates = cluster.start_many(3)
-    leader_id = wait_until(lambda: agree_on_leader(candidates), timeout=3.0)
+    leader_id = wait_until(lambda: agreed_leader(candidates), timeout=3.0).id
     assert candidates[0].id == leader_id  # the first one started alone
     assert [c.is_leader for c in candidates] == [True, False, False]
     assert [c.state for c in candidates] == [State.LEADER, State.FOLLOWER, State.FOLLOWER]
@@ -48,7 +48,7 @@ def test_instances_started_concurrently_elect_exactly_one(cluster: Cluster) -> N
         t.join(10)
     assert not errors
     assert sum(c.is_leader for c in candidates) == 1
-    leader_id = wait_until(lambda: agree_on_leader(candidates), timeout=3.0)
+    leader_id = wait_until(lambda: agreed_leader(candidates), timeout=3.0).id
     wait_until(lambda: len({c.current_term for c in candidates}) == 1, timeout=3.0)
     leaders = [i for i in candidates[0].get_instances() if i.is_leader]
     assert [i.id for i in leaders] == [leader_id]
@@ -67,7 +67,7 @@ def test_stop_of_the_leader_hands_over_fast(cluster: Cluster) -> None:
     elapsed = time.monotonic() - started
     assert elapsed < 0.5, f"handover took {elapsed:.3f} s"
     assert new.current_term > old_term
-    wait_until(lambda: agree_on_leader(rest) == new.id, timeout=2.0)
+    wait_until(lambda: agreed_leader(rest) is new, timeout=2.0)
     assert sum(c.is_leader for c in rest) == 1
 
 
@@ -86,7 +86,7 @@ def test_reelect_hands_leadership_to_another_instance(cluster: Cluster) -> None:
     assert new.current_term > old_term
     defeated = recorder.wait_for("defeated", lambda e: e.kwargs["term"] >= old_term)
     assert defeated.sender is first
-    wait_until(lambda: agree_on_leader(everyone) == new.id, timeout=2.0)
+    wait_until(lambda: agreed_leader(everyone) is new, timeout=2.0)
     assert first.state is State.FOLLOWER
     assert first.current_term == new.current_term
 

@@ -13,18 +13,15 @@ from collections.abc import Callable
 import redis
 
 from raftredis import Candidate
-from raftredis.testing import RedisServer, wait_until
+from raftredis.testing import RedisServer, agreed_leader, wait_until
 
 Primary = Callable[[], RedisServer]
 
 
 def settled(group: list[Candidate], primary: Primary, kind: str) -> Candidate | None:
     """The leader, if exactly one leads, all know it, and the primary's lease names it."""
-    leaders = [c for c in group if c.is_leader]
-    if len(leaders) != 1:
-        return None
-    leader = leaders[0]
-    if any(c.leader_id != leader.id for c in group):
+    leader = agreed_leader(group)
+    if leader is None:
         return None
     try:
         client = primary().client()

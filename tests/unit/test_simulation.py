@@ -222,6 +222,7 @@ class Simulation:
             self.at(ta + back, reply)
 
         if lost_before:
+
             def failed(tr: float) -> None:
                 node.busy = False
                 node.result = lambda now: BackendFailed(now, cmd)
@@ -318,8 +319,12 @@ SCENARIOS = {
     "failing commands": Faults(latency=0.01, fail_chance=0.2, notice_loss=0.3),
     "paused processes": Faults(latency=0.005, pause_chance=0.2),
     "everything": Faults(
-        latency=0.03, slow_chance=0.1, fail_chance=0.1, notice_loss=0.2,
-        pause_chance=0.1, drift=1e-3,
+        latency=0.03,
+        slow_chance=0.1,
+        fail_chance=0.1,
+        notice_loss=0.2,
+        pause_chance=0.1,
+        drift=1e-3,
     ),
 }
 

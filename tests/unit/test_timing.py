@@ -12,7 +12,10 @@ def test_defaults_derive_from_lease_ttl() -> None:
     """The defaults of DESIGN section 3, for lease_ttl = 3 s."""
     t = Timings.from_lease(3.0)
     assert (t.renew_interval, t.renew_deadline, t.membership_refresh, t.member_expiry) == (
-        0.75, 2.0, 1.5, 6.0,
+        0.75,
+        2.0,
+        1.5,
+        6.0,
     )
     assert t.socket_timeout == pytest.approx(0.25)
     assert t.vacancy_jitter == 0.05 and t.reelect_backoff == 0.15

@@ -27,8 +27,14 @@ KIND = "svc"
 
 def envelope(payload: object = None, **changes: object) -> Envelope:
     fields: dict[str, object] = dict(
-        kind=KIND, sender_id="a", scope=Scope.ALL, term=3, leader=True,
-        message_id="m1", sent_at=1.5, payload=payload,
+        kind=KIND,
+        sender_id="a",
+        scope=Scope.ALL,
+        term=3,
+        leader=True,
+        message_id="m1",
+        sent_at=1.5,
+        payload=payload,
     )
     fields.update(changes)
     return Envelope(**fields)  # type: ignore[arg-type]
