@@ -1,11 +1,15 @@
-"""A pub/sub listener: one connection, a fixed set of channels, one redis-py worker thread.
+"""A pub/sub listener: one connection, a fixed set of channels, one thread of its own.
 
-Built on ``PubSub.run_in_thread`` with an ``exception_handler``: without one
-the worker dies silently after an outage; with one it keeps reconnecting
-(redis-py re-subscribes on reconnect). The channel set is subscribed before
-the thread starts and never changed, because subscribing from another thread
-while the worker reads is not safe. A connect callback reports every
-reconnect so the owner can resync state it may have missed.
+The thread calls redis-py's ``PubSub.get_message``, which hands each message
+to its channel's handler. It is raftredis' own loop rather than redis-py's
+``run_in_thread`` worker, so that stopping is in our hands: :meth:`Listener.stop`
+sets a flag and wakes the read at once (redis-py 8.2's worker made its
+``stop()`` wait out a whole read instead). A failed read is reported and
+retried after a back-off; redis-py reconnects and re-subscribes on the next
+read. The channel set is subscribed before the thread starts and never
+changed, because subscribing from another thread while the worker reads is
+not safe. A connect callback reports every reconnect so the owner can
+resync state it may have missed.
 
 In a Redis Cluster the channels are shard channels (SSUBSCRIBE). When the
 kind's slot leaves the node (resharding, or the node is demoted), Redis
@@ -17,17 +21,16 @@ owner (a MOVED reply), which a subscriber would otherwise never hear of.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis
-from redis.client import PubSub, PubSubWorkerThread
+from redis.client import PubSub
 
+from . import redispy_seam as seam
 from .errors import BackendError
 
 __all__ = ["Listener", "channel_of"]
@@ -63,9 +66,9 @@ class Listener:
         on_reconnect: Callable[[], None],
         on_failure: Callable[[BaseException], None],
         sharded: bool = False,
-        # How long the worker blocks in one read. A message wakes it at once and
-        # stop() shuts the socket down to wake it, so a long wait only saves idle
-        # CPU (at 0.1 s an idle Candidate's two listeners cost about 1.3 ms/s).
+        # How long one read blocks. A message wakes it at once and stop() wakes
+        # it too, so a long wait only saves idle CPU (at 0.1 s an idle
+        # Candidate's two listeners cost about 1.3 ms/s).
         sleep_time: float = 1.0,
         max_backoff: float = 1.0,
     ) -> None:
@@ -80,7 +83,7 @@ class Listener:
         self._stopping = threading.Event()
         self._failures = 0
         self._pubsub: PubSub | None = None
-        self._thread: PubSubWorkerThread | None = None
+        self._thread: threading.Thread | None = None
 
     @property
     def thread(self) -> threading.Thread | None:
@@ -92,11 +95,11 @@ class Listener:
         Raises redis errors (the caller wraps them) and ``TimeoutError``.
         """
         if self._sharded:
-            pubsub: PubSub = _ShardedPubSub(self._client.connection_pool, self._name)
+            pubsub: PubSub = seam.ShardedPubSub(self._client.connection_pool, self._dropped)
             pubsub.ssubscribe(**self._channels)
             confirmation = "ssubscribe"
         else:
-            pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
+            pubsub = seam.new_pubsub(self._client)
             pubsub.subscribe(**self._channels)
             confirmation = "subscribe"
         self._pubsub = pubsub
@@ -111,29 +114,55 @@ class Listener:
                 confirmed += 1
         assert pubsub.connection is not None
         # Registered only now, so it fires on reconnects, not on the first connect.
-        pubsub.connection.register_connect_callback(self._connected)
-        self._thread = pubsub.run_in_thread(
-            sleep_time=self._sleep_time, daemon=True, exception_handler=self._failed
-        )
-        self._thread.name = self._name
+        seam.on_every_connect(pubsub.connection, self._connected)
+        self._thread = threading.Thread(target=self._run, args=(pubsub,), name=self._name)
+        self._thread.daemon = True
+        self._thread.start()
 
     def stop(self, timeout: float | None) -> None:
-        """Stop the thread, waking it at once, and close the connection."""
+        """Stop the thread, waking it at once; it closes the connection as it ends.
+
+        Waits up to ``timeout`` for the thread (not at all when called from it,
+        by a handler).
+        """
         self._stopping.set()
         thread, pubsub = self._thread, self._pubsub
         if thread is None:
             if pubsub is not None:
                 pubsub.close()
             return
-        thread.stop()
-        # Wake a worker blocked in a read instead of waiting out sleep_time.
-        conn = pubsub.connection if pubsub is not None else None
-        sock = getattr(conn, "_sock", None)
-        if isinstance(sock, socket.socket):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        if pubsub is not None and pubsub.connection is not None:
+            seam.interrupt(pubsub.connection)  # wake a read blocked for up to sleep_time
         if threading.current_thread() is not thread:
             thread.join(timeout)
+
+    def _run(self, pubsub: PubSub) -> None:
+        try:
+            while not self._stopping.is_set():
+                conn = pubsub.connection
+                if conn is not None and getattr(conn, "off_route", False):
+                    # The kind's commands learned of a new slot owner (MOVED): follow
+                    # them, so the shard's primary counts this subscriber as a receiver.
+                    log.info("%s: the kind's slot moved; subscribing on its new owner", self._name)
+                    conn.disconnect()
+                try:
+                    pubsub.get_message(ignore_subscribe_messages=True, timeout=self._sleep_time)
+                except Exception as exc:
+                    if self._stopping.is_set():
+                        break
+                    self._failed(exc, pubsub)
+        finally:
+            # Closed here, on the thread that reads, never under a read in progress.
+            pubsub.close()
+
+    def _dropped(self, conn: Any) -> None:
+        """Redis dropped the shard subscriptions: the slot left this node. Reconnect;
+        the next read connects (to the slot's owner now) and subscribes again."""
+        log.info("%s: Redis dropped the shard subscriptions; reconnecting", self._name)
+        route = getattr(conn, "route", None)
+        if route is not None:
+            route.forget((conn.host, conn.port))
+        conn.disconnect()
 
     def _connected(self, connection: Any) -> None:
         if self._stopping.is_set():
@@ -142,9 +171,7 @@ class Listener:
         log.info("%s reconnected to Redis; resyncing", self._name)
         self._on_reconnect()
 
-    def _failed(self, exc: BaseException, pubsub: PubSub, thread: PubSubWorkerThread) -> None:
-        if self._stopping.is_set():
-            return
+    def _failed(self, exc: BaseException, pubsub: PubSub) -> None:
         self._failures += 1
         if self._failures == 1:
             log.warning("%s lost its Redis connection: %s", self._name, exc)
@@ -165,40 +192,3 @@ class Listener:
         while not self._stopping.wait(min(_ROUTE_POLL, max(0.0, deadline - time.monotonic()))):
             if route.generation != generation or time.monotonic() >= deadline:
                 return
-
-
-class _ShardedPubSub(PubSub):
-    """Shard-channel subscriptions that come back when the server drops them."""
-
-    def __init__(self, pool: Any, name: str) -> None:
-        super().__init__(pool)
-        self._name = name
-
-    def get_message(self, ignore_subscribe_messages: bool = False, timeout: float = 0.0) -> Any:
-        conn = self.connection
-        if conn is not None and getattr(conn, "off_route", False):
-            # The kind's commands learned of a new owner (MOVED): follow them,
-            # so the shard's primary counts this subscriber as a receiver.
-            log.info("%s: the kind's slot moved; subscribing on its new owner", self._name)
-            conn.disconnect()
-        return super().get_message(ignore_subscribe_messages, timeout)
-
-    def handle_message(self, response: Any, ignore_subscribe_messages: bool = False) -> Any:
-        if (
-            isinstance(response, list)
-            and len(response) > 1
-            and response[0] in (b"sunsubscribe", "sunsubscribe")
-            and response[1] in self.shard_channels
-            and response[1] not in self.pending_unsubscribe_shard_channels
-        ):
-            # Not asked for: the slot left this node. Drop the connection; the
-            # next read reconnects (to the slot's owner now) and subscribes again.
-            conn = self.connection
-            if conn is not None:
-                log.info("%s: Redis dropped the shard subscriptions; reconnecting", self._name)
-                route = getattr(conn, "route", None)
-                if route is not None:
-                    route.forget((conn.host, conn.port))
-                conn.disconnect()
-            return None
-        return super().handle_message(response, ignore_subscribe_messages)  # type: ignore[no-untyped-call]

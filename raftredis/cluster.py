@@ -28,16 +28,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
 from redis.connection import ConnectionPool
 from redis.crc import key_slot
 from redis.exceptions import ClusterDownError, MovedError
-from redis.retry import Retry
+
+from .redispy_seam import AddressChosenAtConnect, RetryOnce, is_connected
 
 __all__ = [
     "ClusterSpec",
@@ -50,7 +50,6 @@ __all__ = [
 
 log = logging.getLogger("raftredis")
 
-T = TypeVar("T")
 
 #: At most this many node addresses are remembered for asking where a slot is.
 MAX_KNOWN_NODES = 64
@@ -72,7 +71,7 @@ class SlotMoved(redis.ConnectionError):
         self.address = address
 
 
-class MovedRetry(Retry):
+class MovedRetry(RetryOnce):
     """For what must not run twice: retries a MOVED reply once, nothing else.
 
     Every failure still goes to the failure handler (which drops the
@@ -80,28 +79,7 @@ class MovedRetry(Retry):
     """
 
     def __init__(self) -> None:
-        super().__init__(NoBackoff(), 1)
-
-    def call_with_retry(
-        self,
-        do: Callable[[], T],
-        fail: Callable[..., Any],
-        is_retryable: Callable[[Exception], bool] | None = None,
-        with_failure_count: bool = False,
-    ) -> T:
-        attempt = 1
-        while True:
-            try:
-                return do()
-            except self._supported_errors as error:
-                if with_failure_count:
-                    fail(error, attempt)
-                else:
-                    fail(error)
-                moved = isinstance(error, SlotMoved)
-                if attempt > 1 or not moved or (is_retryable and not is_retryable(error)):
-                    raise
-                attempt += 1
+        super().__init__(lambda error: isinstance(error, SlotMoved))
 
 
 class SlotRoute:
@@ -249,37 +227,35 @@ def _owner_in(
     return owner, seen
 
 
-class _SlotRouted:
+class _SlotRouted(AddressChosenAtConnect):
     """Mixin for a redis-py connection class: connect to, and follow, a route's owner."""
 
     route: SlotRoute
-    host: str
-    port: int
-    _sock: Any
 
     def __init__(self, *, route: SlotRoute, **kwargs: Any) -> None:
         self.route = route
         self._route_generation = -1
+        self._connecting_generation = -1
         super().__init__(**kwargs)
 
-    def _connect(self) -> Any:
-        (self.host, self.port), generation = self.route.owner()
-        try:
-            sock = super()._connect()  # type: ignore[misc]
-        except OSError:
-            self.route.forget((self.host, self.port))
-            raise
-        self._route_generation = generation
-        return sock
+    def choose_address(self) -> tuple[str, int]:
+        address, self._connecting_generation = self.route.owner()
+        return address
+
+    def address_failed(self, address: tuple[str, int]) -> None:
+        self.route.forget(address)
+
+    def address_connected(self, address: tuple[str, int]) -> None:
+        self._route_generation = self._connecting_generation
 
     @property
     def off_route(self) -> bool:
         """Connected, but the route has changed since: reconnect before writing."""
-        return self._sock is not None and self._route_generation != self.route.generation
+        return is_connected(self) and self._route_generation != self.route.generation
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return super().read_response(*args, **kwargs)  # type: ignore[misc]
+            return super().read_response(*args, **kwargs)  # type: ignore[misc, unused-ignore]
         except MovedError as exc:
             address = (exc.host or self.host, exc.port)
             self.route.moved(address)
@@ -309,7 +285,7 @@ class RoutedPool(ConnectionPool):
     """
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        conn: Any = super().get_connection(*args, **kwargs)
+        conn: Any = super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call, unused-ignore]
         if getattr(conn, "off_route", False):
             conn.disconnect()  # the command's write connects it again, to the new owner
         return conn

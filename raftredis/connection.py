@@ -40,6 +40,7 @@ from redis.sentinel import (
     SentinelManagedSSLConnection,
 )
 
+from . import redispy_seam as seam
 from .cluster import ClusterSpec, MovedRetry, RoutedPool, SlotRoute, slot_connection_class
 from .errors import ConfigurationError
 from .sentinel import FollowingPool, PrimaryWatch, SentinelSpec, sentinel_manager
@@ -78,7 +79,7 @@ SSL_KEYS = frozenset(
     for name in inspect.signature(redis.SSLConnection.__init__).parameters
     if name.startswith("ssl_")
 )
-_OURS = ("socket_timeout", "socket_connect_timeout", "retry", "decode_responses")
+_OURS = ("socket_timeout", "socket_connect_timeout", "retry", "retry_on_error", "decode_responses")
 #: What is taken from a user's redis.Redis: where and who, nothing about behaviour
 #: (redis-py 8 also keeps e.g. RESP3-only maintenance-notification settings there).
 _FROM_CLIENT = frozenset(
@@ -148,7 +149,7 @@ class ConnectionSpec:
                     "a Redis Cluster connection follows the primary of one kind's hash slot: "
                     "pass route_key (a key of the kind)"
                 )
-            return RoutedPool(
+            return RoutedPool(  # type: ignore[no-untyped-call, unused-ignore]
                 connection_class=slot_connection_class(self.connection_class),
                 route=self._route(route_key, kwargs),
                 **kwargs,
@@ -191,10 +192,10 @@ class ConnectionSpec:
         if self.cluster is not None and retries == 0:
             retry = MovedRetry()
         kwargs: dict[str, Any] = dict(self.kwargs)
+        kwargs.update(seam.retry_settings(retry))
         kwargs.update(
             socket_timeout=timings.socket_timeout,
             socket_connect_timeout=timings.socket_timeout,
-            retry=retry,
             decode_responses=False,
             protocol=2,
             health_check_interval=0,
@@ -206,7 +207,10 @@ class ConnectionSpec:
             watch = self._watch
             if watch is None or watch.timings != timings:
                 watch = self._watch = PrimaryWatch(self.sentinel, timings, kwargs)
-        return redis.Redis(connection_pool=self.pool(watch, route_key=route_key, **kwargs))
+        client: redis.Redis = redis.Redis(
+            connection_pool=self.pool(watch, route_key=route_key, **kwargs)
+        )
+        return client
 
     def __repr__(self) -> str:
         return f"ConnectionSpec({describe(self)})"
@@ -234,14 +238,11 @@ def connection_spec(value: Any) -> ConnectionSpec:
         return _from_cluster_client(value)
     if isinstance(value, redis.Redis):
         pool = value.connection_pool
-        taken = {
-            k: v
-            for k, v in pool.connection_kwargs.items()
-            if k in _FROM_CLIENT or k.startswith("ssl_")
-        }
+        connection_class, settings = seam.connection_settings(pool)
+        taken = {k: v for k, v in settings.items() if k in _FROM_CLIENT or k.startswith("ssl_")}
         if isinstance(pool, SentinelConnectionPool):
             return _from_sentinel_pool(pool, taken)
-        return ConnectionSpec(pool.connection_class, taken)
+        return ConnectionSpec(connection_class, taken)
     if value is None:
         return ConnectionSpec(redis.Connection, {"host": "localhost", "port": 6379})
     if isinstance(value, str):
@@ -320,7 +321,7 @@ def _from_url(url: Any) -> ConnectionSpec:
             f"{SENTINEL_SCHEME}://, {CLUSTER_SCHEME}:// or {TLS_CLUSTER_SCHEME}://, got {url!r}"
         )
     try:
-        kwargs = parse_url(url)  # type: ignore[no-untyped-call]
+        kwargs = parse_url(url)
     except ValueError as exc:
         raise ConfigurationError(f"cannot parse redis URL {url!r}: {exc}") from exc
     conn_class = kwargs.pop("connection_class", redis.Connection)
@@ -477,30 +478,22 @@ def _sentinel_from_dict(settings: dict[str, Any]) -> ConnectionSpec:
 
 def _from_sentinel_pool(pool: SentinelConnectionPool, taken: dict[str, Any]) -> ConnectionSpec:
     """A client from ``Sentinel.master_for()``: the same sentinels, service and credentials."""
-    if not pool.is_master:
+    service_name, is_primary, addresses, login = seam.sentinel_client_settings(pool)
+    if not is_primary:
         raise ConfigurationError(
             "redis= is a client of a Sentinel replica (slave_for): raftredis needs the "
             "primary; pass Sentinel.master_for(...) instead"
         )
-    manager = pool.sentinel_manager
-    addresses = tuple(
-        (
-            str(s.connection_pool.connection_kwargs["host"]),
-            int(s.connection_pool.connection_kwargs["port"]),
-        )
-        for s in manager.sentinels
-    )
-    login = manager.sentinel_kwargs
     sentinel_tls = {k: v for k, v in login.items() if k.startswith("ssl_")}
     sentinel = SentinelSpec(
-        addresses,
-        pool.service_name,
+        tuple(addresses),
+        service_name,
         login.get("username"),
         login.get("password"),
         tls=sentinel_tls if login.get("ssl") else None,
     )
     kwargs = {k: v for k, v in taken.items() if k not in ("host", "port")}
-    if issubclass(pool.connection_class, redis.SSLConnection):
+    if issubclass(seam.connection_settings(pool)[0], redis.SSLConnection):
         return ConnectionSpec(SentinelManagedSSLConnection, kwargs, sentinel)
     kwargs = {k: v for k, v in kwargs.items() if not k.startswith("ssl_")}
     return ConnectionSpec(SentinelManagedConnection, kwargs, sentinel)
@@ -561,14 +554,7 @@ def _cluster_from_dict(settings: dict[str, Any]) -> ConnectionSpec:
 
 def _from_cluster_client(client: RedisCluster) -> ConnectionSpec:
     """A ``redis.cluster.RedisCluster``: its nodes and its login, none of its behaviour."""
-    manager = client.nodes_manager
-    nodes = tuple(
-        dict.fromkeys(
-            (str(node.host), int(node.port))
-            for node in [*manager.startup_nodes.values(), *manager.nodes_cache.values()]
-        )
-    )
-    settings = manager.connection_kwargs
+    nodes, settings = seam.cluster_client_settings(client)
     tls = issubclass(settings.get("connection_class", redis.Connection), redis.SSLConnection)
     taken = {
         k: v
@@ -576,7 +562,7 @@ def _from_cluster_client(client: RedisCluster) -> ConnectionSpec:
         if (k in _FROM_CLIENT or k.startswith("ssl_")) and k not in ("host", "port", "db", "path")
     }
     return ConnectionSpec(
-        redis.SSLConnection if tls else redis.Connection, taken, cluster=ClusterSpec(nodes)
+        redis.SSLConnection if tls else redis.Connection, taken, cluster=ClusterSpec(tuple(nodes))
     )
 
 

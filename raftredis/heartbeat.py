@@ -233,6 +233,6 @@ def replicas_acknowledging(store: RedisStore, wanted: int, timeout_ms: int) -> i
     """
     pipe = store.commands.pipeline(transaction=False)
     keys = store.keys
-    pipe.execute_command(keys.publish_command, f"{keys.base}:replicated", b"")  # type: ignore[no-untyped-call]
-    pipe.execute_command("WAIT", wanted, timeout_ms)  # type: ignore[no-untyped-call]
+    pipe.execute_command(keys.publish_command, f"{keys.base}:replicated", b"")
+    pipe.execute_command("WAIT", wanted, timeout_ms)
     return int(pipe.execute()[1])

@@ -18,7 +18,6 @@ call returns only after its replies are read.
 
 from __future__ import annotations
 
-import select
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import redis
 from redis.exceptions import MovedError
 
+from . import redispy_seam as seam
 from .cluster import SlotMoved
 
 __all__ = ["Sender"]
@@ -38,9 +38,9 @@ class Sender:
     """Sends batches of commands in one write and reads every reply."""
 
     def __init__(self, client: redis.Redis) -> None:
-        pool = client.connection_pool
-        self._connection_class = pool.connection_class
-        self._connection_kwargs = dict(pool.connection_kwargs)
+        self._connection_class, self._connection_kwargs = seam.connection_settings(
+            client.connection_pool
+        )
         self._idle: list[Any] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -62,17 +62,12 @@ class Sender:
     def _run(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         conn = self._checkout()
         try:
-            if getattr(conn, "_sock", None) is None:
-                # connect() explicitly: send_packed_command() would connect to the
-                # last address, and a Sentinel-managed connection must ask the
-                # sentinels where the primary is now.
-                conn.connect()
-            conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            seam.send_commands(conn, commands)
             replies: list[Any] = []
             demoted = False
             for _ in commands:
                 try:
-                    replies.append(conn.read_response())
+                    replies.append(seam.read_reply(conn))
                 except SlotMoved as exc:
                     # The reply was read whole; the connection is off route now
                     # and reconnects at its next checkout, to the owner the MOVED named.
@@ -103,8 +98,9 @@ class Sender:
         with self._lock:
             conn = self._idle.pop() if self._idle else None
         if conn is None:
-            return self._connection_class(**self._connection_kwargs)
-        if _went_stale(conn) or _moved(conn) or getattr(conn, "off_route", False):
+            return seam.new_connection(self._connection_class, self._connection_kwargs)
+        off_route = getattr(conn, "off_route", False)  # a cluster connection (cluster.py)
+        if seam.has_unread_bytes(conn) or seam.primary_moved(conn) or off_route:
             # Closed by the server while idle (restart, idle timeout, CLIENT KILL),
             # or Sentinel or the cluster named another primary: reconnect now,
             # while nothing has been sent that could be lost.
@@ -117,31 +113,3 @@ class Sender:
                 self._idle.append(conn)
                 return
         conn.disconnect()
-
-
-def _moved(conn: Any) -> bool:
-    """True if a Sentinel-managed connection's pool knows of another primary by now."""
-    pool = getattr(conn, "connection_pool", None)
-    known = getattr(pool, "master_address", None)
-    if known is None or getattr(conn, "_sock", None) is None:
-        return False
-    return tuple(known) != (conn.host, conn.port)
-
-
-def _went_stale(conn: Any) -> bool:
-    """True if an idle connection is readable: closed by the server, or holding stray bytes.
-
-    One poll with a zero timeout (socket.recv would wait out the socket's
-    timeout, and TLS sockets refuse MSG_PEEK).
-    """
-    sock = getattr(conn, "_sock", None)
-    if sock is None:
-        return False  # not connected: sending connects it
-    try:
-        if hasattr(select, "poll"):
-            poller = select.poll()
-            poller.register(sock, select.POLLIN)
-            return bool(poller.poll(0))
-        return bool(select.select([sock], [], [], 0)[0])
-    except (OSError, ValueError):
-        return True

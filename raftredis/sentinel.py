@@ -9,9 +9,7 @@ has moved, which a manual failover needs (see its docstring). Used by
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
 import threading
 import time
 import weakref
@@ -23,6 +21,7 @@ import redis
 from redis.connection import ConnectionPool
 from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 
+from . import redispy_seam as seam
 from .timing import Timings
 
 __all__ = ["FollowingPool", "PrimaryWatch", "SentinelSpec", "sentinel_manager"]
@@ -56,7 +55,7 @@ def sentinel_manager(sentinel: SentinelSpec, settings: Mapping[str, Any]) -> Sen
         sentinel_kwargs["password"] = sentinel.password
     if sentinel.tls is not None:
         sentinel_kwargs.update(sentinel.tls, ssl=True)
-    return _Sentinels(  # type: ignore[no-untyped-call]
+    return _Sentinels(  # type: ignore[no-untyped-call, unused-ignore]
         list(sentinel.addresses), sentinel_kwargs=sentinel_kwargs
     )
 
@@ -71,12 +70,12 @@ class _Sentinels(Sentinel):
 
     def discover_master(self, service_name: str) -> Any:
         try:
-            return super().discover_master(service_name)  # type: ignore[no-untyped-call]
+            return super().discover_master(service_name)  # type: ignore[no-untyped-call, unused-ignore]
         except MasterNotFoundError:
             pass
         reasons = []
         for client in self.sentinels:
-            settings = client.connection_pool.connection_kwargs
+            settings = seam.connection_settings(client.connection_pool)[1]
             where = f"{settings.get('host')}:{settings.get('port')}"
             try:
                 client.ping()
@@ -131,7 +130,7 @@ class PrimaryWatch:
 
     def _ask(self) -> None:
         try:
-            address = self.manager.discover_master(self._service)  # type: ignore[no-untyped-call]
+            address = self.manager.discover_master(self._service)
         except (redis.RedisError, OSError):
             return  # no answer: connecting will raise, and be reported, if it matters
         finally:
@@ -141,10 +140,10 @@ class PrimaryWatch:
             pools = list(self._pools)
         moved_from = None
         for pool in pools:
-            known = pool.proxy.master_address
-            if known is not None and tuple(known) != tuple(address):
+            known = seam.known_primary(pool)
+            if known is not None and known != tuple(address):
                 moved_from = known
-                pool.proxy.master_address = address
+                seam.redirect_primary(pool, address)
                 _drop_connections(pool)
         if moved_from is not None:
             log.warning(
@@ -164,11 +163,8 @@ def _drop_connections(pool: ConnectionPool) -> None:
     reconnects (through the sentinels) by itself.
     """
     pool.disconnect(inuse_connections=False)
-    for conn in list(getattr(pool, "_in_use_connections", ())):
-        sock = getattr(conn, "_sock", None)
-        if isinstance(sock, socket.socket):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+    for conn in seam.connections_in_use(pool):
+        seam.interrupt(conn)
 
 
 class FollowingPool(SentinelConnectionPool):
@@ -177,10 +173,10 @@ class FollowingPool(SentinelConnectionPool):
     def __init__(
         self, service_name: str, manager: Sentinel, watch: PrimaryWatch | None, **kwargs: Any
     ) -> None:
-        super().__init__(service_name, manager, **kwargs)  # type: ignore[no-untyped-call]
+        super().__init__(service_name, manager, **kwargs)  # type: ignore[no-untyped-call, unused-ignore]
         self._watch = watch
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         if self._watch is not None:
             self._watch.poke()
-        return super().get_connection(*args, **kwargs)
+        return super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call, unused-ignore]

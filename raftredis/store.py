@@ -278,7 +278,8 @@ class RedisStore:
             pipe.zadd(k.members, {self.member_id: expires_ms})
             if read_lease:
                 pipe.get(k.leader)
-            return pipe.execute()
+            replies: list[Any] = pipe.execute()
+            return replies
 
         replies = self._call("refreshing membership", run)
         lease = parse_lease(replies[1]) if read_lease else None
@@ -347,7 +348,8 @@ class RedisStore:
             pipe = self.commands.pipeline(transaction=False)
             pipe.hget(k.meta, instance_id)
             pipe.zscore(k.members, instance_id)
-            return pipe.execute()
+            replies: list[Any] = pipe.execute()
+            return replies
 
         record, score = self._call("reading a member", run)
         return record, _score_ms(score)
@@ -360,7 +362,7 @@ class RedisStore:
             pipe = self.publisher.pipeline(transaction=True)
             pipe.hset(k.meta, self.member_id, record)
             body = notice if self.sign is None else self.sign(notice.encode())
-            pipe.execute_command(k.publish_command, k.membership, body)  # type: ignore[no-untyped-call]
+            pipe.execute_command(k.publish_command, k.membership, body)
             pipe.execute()
 
         self._call("storing meta", run)
@@ -392,7 +394,7 @@ class RedisStore:
             for i in range(0, len(flat) - 1, 2):
                 body = flat[i + 1]
                 signed = sign(body if isinstance(body, bytes) else str(body).encode())
-                pipe.execute_command(self.keys.publish_command, flat[i], signed)  # type: ignore[no-untyped-call]
+                pipe.execute_command(self.keys.publish_command, flat[i], signed)
             pipe.execute()
         except (redis.RedisError, OSError) as exc:
             log.warning("raftredis: could not publish %d signed notice(s): %s", len(flat) // 2, exc)

@@ -72,7 +72,8 @@ def open_client(url: str, keys: KeySpace | None = None) -> redis.Redis:
         socket_timeout=CONNECT_TIMEOUT,
         socket_connect_timeout=CONNECT_TIMEOUT,
     )
-    return redis.Redis(connection_pool=pool)
+    client: redis.Redis = redis.Redis(connection_pool=pool)
+    return client
 
 
 def _reason(exc: BaseException) -> str:

@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.live import Live
 
 from ..observe import Snapshot, read_snapshot
+from ..redispy_seam import new_pubsub
 from ..wire import WireError, decode_control
 from .common import open_client, redact_url, redis_failure
 from .options import Target, target_options
@@ -73,7 +74,7 @@ class Watcher:
 
     def connect(self) -> None:
         """Subscribe to the notice channels (before the first read, so nothing is missed)."""
-        pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub = new_pubsub(self._client, ignore_subscribe_messages=True)
         try:
             if self.target.keys.sharded:
                 pubsub.ssubscribe(*self.channels)
