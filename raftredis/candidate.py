@@ -65,10 +65,26 @@ __all__ = ["Candidate"]
 log = logging.getLogger("raftredis")
 
 F = TypeVar("F", bound=Callable[..., Any])
+_Part = TypeVar("_Part")
 
 _NAME_RE = re.compile(r"[^\s{}:]+")
 _ID_RE = re.compile(r"[A-Za-z0-9._\-]{1,128}")
-_NEW, _RUNNING, _STOPPED = "new", "running", "stopped"
+# The lifecycle: new -> starting -> running -> stopping -> stopped (a failed
+# start goes back to new). Only start() and stop() change it. While starting,
+# the parts come up one by one and the first election's signals may already
+# run receivers: "starting" counts as live, and each call works as soon as the
+# part it needs is up. While stopping, the signals queued before stop() are
+# still delivered: their receivers can still send and read the kind (it is no
+# longer live: not leader, not running) until the parts are closed.
+_NEW, _STARTING, _RUNNING, _STOPPING, _STOPPED = (
+    "new",
+    "starting",
+    "running",
+    "stopping",
+    "stopped",
+)
+_LIVE = (_STARTING, _RUNNING)
+_USABLE = (_STARTING, _RUNNING, _STOPPING)
 
 # Joined and meta notices only feed signals. A notice whose signal has no
 # receiver (joined, when only meta_changed is heard, say) is dropped before
@@ -250,7 +266,7 @@ class Candidate:
         The pid too: a fork that runs no at-fork hooks (uWSGI without
         py-call-osafterfork) leaves _forked unset in the child.
         """
-        return self._lifecycle == _RUNNING and not self._forked and os.getpid() == self._pid
+        return self._lifecycle in _LIVE and not self._forked and os.getpid() == self._pid
 
     @property
     def state(self) -> State:
@@ -314,7 +330,7 @@ class Candidate:
             self._check_process()
             if self._lifecycle == _RUNNING:
                 return self
-            if self._lifecycle == _STOPPED:
+            if self._lifecycle in (_STOPPING, _STOPPED):
                 raise NotRunningError(
                     "this Candidate was stopped and cannot start again: create a new Candidate"
                 )
@@ -322,6 +338,7 @@ class Candidate:
             deadline = time.monotonic() + limit
             backoff = 0.05
             self._joined_at = 0.0  # set by the first attempt that reads the server time
+            self._lifecycle = _STARTING
             while True:
                 try:
                     self._start_parts(deadline, limit)
@@ -333,6 +350,7 @@ class Candidate:
                     # again until the deadline. A refused connection fails at once.
                     pause = backoff * random.uniform(0.5, 1.0)
                     if not _timed_out(exc) or time.monotonic() + pause >= deadline:
+                        self._lifecycle = _NEW  # start() may be called again
                         if error is exc:
                             raise
                         raise error from exc
@@ -435,15 +453,11 @@ class Candidate:
         )
         self._last_heartbeat_error = None
         self._heartbeat.start()
-        self._lifecycle = _RUNNING  # visible to the waiters below
-        try:
-            with self._changed:
-                known = self._changed.wait_for(
-                    lambda: self._role_known() or _refused(self._last_heartbeat_error),
-                    deadline - time.monotonic(),
-                )
-        finally:
-            self._lifecycle = _NEW
+        with self._changed:
+            known = self._changed.wait_for(
+                lambda: self._role_known() or _refused(self._last_heartbeat_error),
+                deadline - time.monotonic(),
+            )
         error = self._last_heartbeat_error
         if _refused(error):
             # An ACL or auth refusal will not go away by waiting: say so now.
@@ -469,17 +483,21 @@ class Candidate:
         with self._lifecycle_lock:
             if self._lifecycle != _RUNNING:
                 return
-            self._lifecycle = _STOPPED
+            self._lifecycle = _STOPPING
         _running_candidates.discard(self)
         limit = self.timings.start_timeout if timeout is None else timeout
         if self._forked:
+            self._lifecycle = _STOPPED
             return
-        heartbeat = self._heartbeat
-        if heartbeat is not None:
-            done = threading.Event()
-            heartbeat.post(StopRequested(time.monotonic()), done)
-            done.wait(limit)
-        self._teardown(limit)
+        try:
+            heartbeat = self._heartbeat
+            if heartbeat is not None:
+                done = threading.Event()
+                heartbeat.post(StopRequested(time.monotonic()), done)
+                done.wait(limit)
+            self._teardown(limit)
+        finally:
+            self._lifecycle = _STOPPED
         self._notify()
         log.info("raftredis %s/%s stopped", self._kind, self._id)
 
@@ -689,7 +707,7 @@ class Candidate:
         self._checked_meta(meta)
         self._meta = copy.deepcopy(meta)
         store = self._store
-        if self._lifecycle == _RUNNING and store is not None:
+        if self._lifecycle in _LIVE and store is not None:
             record = self._record()
             store.set_record(record, encode_meta_notice(self._id, record, self._clock_seconds()))
 
@@ -908,7 +926,7 @@ class Candidate:
                     self._id = _new_id()
             return
         if self._forked or os.getpid() != self._pid:
-            self._forked = self._forked or self._lifecycle == _RUNNING
+            self._forked = self._forked or self._lifecycle in _LIVE
             raise NotRunningError(
                 f"this Candidate belongs to process {self._pid}, and this is process "
                 f"{os.getpid()} (a fork): threads and connections do not survive fork(). "
@@ -916,27 +934,35 @@ class Candidate:
                 "uWSGI: lazy-apps = true)."
             )
 
-    def _require_running(self) -> HeartbeatLoop:
+    def _require(self, part: _Part | None) -> _Part:
+        """``part`` of a live Candidate, or NotRunningError saying why there is none.
+
+        During start() the parts come up in order (store and outbox, listeners,
+        dispatcher, heartbeat): a receiver run by the first election finds
+        every one of them.
+        """
         self._check_process()
-        heartbeat = self._heartbeat
-        if self._lifecycle != _RUNNING or heartbeat is None:
-            when = "before start()" if self._lifecycle == _NEW else "after stop()"
+        lifecycle = self._lifecycle
+        if lifecycle not in _USABLE:
+            when = "before start()" if lifecycle == _NEW else "after stop()"
             raise NotRunningError(f"this Candidate is not running ({when}): call start() first")
-        return heartbeat
+        if part is None:
+            if lifecycle == _STOPPING:
+                raise NotRunningError("this Candidate is stopping: call start() on a new one")
+            raise NotRunningError(
+                "this Candidate is starting but not connected to Redis yet (start() is "
+                "still trying): call it again once start() has returned"
+            )
+        return part
+
+    def _require_running(self) -> HeartbeatLoop:
+        return self._require(self._heartbeat)
 
     def _require_store(self) -> RedisStore:
-        self._require_running()
-        store = self._store
-        if store is None:
-            raise NotRunningError("this Candidate is not running: call start() first")
-        return store
+        return self._require(self._store)
 
     def _require_outbox(self) -> Outbox:
-        self._require_running()
-        outbox = self._outbox
-        if outbox is None:
-            raise NotRunningError("this Candidate is not running: call start() first")
-        return outbox
+        return self._require(self._outbox)
 
     def _forked_away(self) -> None:
         """In a forked child: the threads are gone; stop pretending to run."""

@@ -430,3 +430,60 @@ def test_an_acl_denial_fails_start_at_once_and_says_why(redis_url: str, redis_cl
     finally:
         redis_client.execute_command("ACL", "DELUSER", "no-set")
     assert not raftredis_threads()
+
+
+def test_the_api_works_from_an_elected_receiver_while_start_waits(cluster: Cluster) -> None:
+    """The quick start's pattern, held inside start(): start() does not return until
+    the elected receiver has run, so every call it makes happens while starting."""
+    follower = cluster.start()
+    follower.reelect()  # free the lease: the new candidate wins it during its start()
+    candidate = cluster.new()
+    done = threading.Event()
+    seen: dict[str, Any] = {}
+
+    def on_elected(sender: Candidate, term: int, **extra: Any) -> None:
+        try:
+            seen["running"] = sender.is_running
+            seen["leader"] = sender.is_leader
+            seen["leader_term"] = sender.leader_term
+            seen["ids"] = [i.id for i in sender.get_instances()]
+            seen["got_leader"] = sender.get_leader()
+            seen["sent"] = sender.message_followers("hello from the leader")
+            sender.set_meta({"elected": term})
+            seen["batch"] = sender.batch().message_all("batched").send()
+        except Exception as exc:  # reported below, by the test
+            seen["error"] = exc
+        finally:
+            done.set()
+            sender._notify()  # let start() look again
+
+    candidate.on("elected", on_elected)
+    original = candidate._role_known
+    candidate._role_known = lambda: done.is_set() and original()  # type: ignore[method-assign]
+    wait_until(lambda: not follower.is_leader and follower.leader_id is None, timeout=5)
+    candidate.start()
+    assert done.is_set()
+    assert "error" not in seen, f"an API call failed during start(): {seen['error']!r}"
+    assert seen["running"] and seen["leader"]
+    assert seen["leader_term"] == candidate.current_term
+    assert set(seen["ids"]) == {follower.id, candidate.id}
+    assert seen["got_leader"].id == candidate.id
+    assert seen["sent"] == 1 and seen["batch"] == [1]
+    assert candidate.get_meta() == {"elected": candidate.current_term}
+
+
+def test_a_failed_start_leaves_the_api_refusing_and_start_retryable() -> None:
+    """Between a failed start() and the next, calls raise NotRunningError (not some
+    half-built state), and the Candidate can be started once Redis is there."""
+    port = free_port()
+    candidate = Candidate(redis=f"redis://127.0.0.1:{port}/0", kind=unique_kind(), start_timeout=1)
+    with pytest.raises(BackendError):
+        candidate.start()
+    assert not candidate.is_running
+    with pytest.raises(NotRunningError, match="before start"):
+        candidate.get_instances()
+    with RedisServer(port=port):
+        candidate.start()
+        assert candidate.is_running and candidate.is_leader
+        candidate.stop()
+    assert not raftredis_threads()
