@@ -31,6 +31,7 @@ import redis
 from redis.client import PubSub
 
 from . import redispy_seam as seam
+from .cluster import SlotMoved
 from .errors import BackendError
 
 __all__ = ["Listener", "channel_of"]
@@ -172,6 +173,17 @@ class Listener:
         self._on_reconnect()
 
     def _failed(self, exc: BaseException, pubsub: PubSub) -> None:
+        # redis-py keeps a pub/sub connection whose read failed (and, with our
+        # retry settings, does not reconnect it): drop it, so the next read
+        # connects again and subscribes to every channel again.
+        conn = pubsub.connection
+        if conn is not None:
+            conn.disconnect()
+        if isinstance(exc, SlotMoved):
+            # Not a failure: the kind's slot has another owner, which the route
+            # knows now. The next read connects there and subscribes again.
+            log.info("%s: %s; subscribing on the new owner", self._name, exc)
+            return
         self._failures += 1
         if self._failures == 1:
             log.warning("%s lost its Redis connection: %s", self._name, exc)

@@ -240,6 +240,7 @@ class Candidate:
             lambda term: self._election.deadline_of(term),
         )
         self._store: RedisStore | None = None
+        self._subscriber: redis_py.Redis | None = None
         self._outbox: Outbox | None = None
         self._heartbeat: HeartbeatLoop | None = None
         self._dispatcher: Dispatcher | None = None
@@ -387,6 +388,9 @@ class Candidate:
         route = self._keys.base  # in a Redis Cluster: follow the primary of the kind's slot
         commands = self._spec.client(t, retries=1, route_key=route)
         publisher = self._spec.client(t, retries=0, route_key=route)
+        # The listeners' own pool: a failed read raises at once (see ConnectionSpec.client).
+        subscriber = self._spec.client(t, retries=None, route_key=route)
+        self._subscriber = subscriber
         sign = self._sign if self._keyring is not None else None
         store = RedisStore(commands, publisher, self._keys, self._id, sign)
         self._store = store
@@ -417,9 +421,9 @@ class Candidate:
         keys = self._keys
         self._hears_membership = _membership_heard(self)
         self._listeners = [
-            self._control_listener(publisher, self._hears_membership),
+            self._control_listener(subscriber, self._hears_membership),
             Listener(
-                publisher,
+                subscriber,
                 Inbox(
                     self,
                     keys,
@@ -529,6 +533,9 @@ class Candidate:
         if store is not None:
             store.commands.close()
             store.publisher.close()
+        subscriber, self._subscriber = self._subscriber, None
+        if subscriber is not None:
+            subscriber.close()
 
     def reelect(self, timeout: float | None = None) -> bool:
         """If this instance leads, resign and let the others campaign first.
@@ -786,7 +793,7 @@ class Candidate:
         if heartbeat is not None:
             heartbeat.post(Reconnected(time.monotonic()))
 
-    def _control_listener(self, publisher: redis_py.Redis, with_membership: bool) -> Listener:
+    def _control_listener(self, subscriber: redis_py.Redis, with_membership: bool) -> Listener:
         keys = self._keys
         # A replay guard per listener: while a new one replaces the old, both
         # hear the same notices, and neither copy is a replay.
@@ -799,7 +806,7 @@ class Candidate:
         if with_membership:
             channels[keys.membership] = on_control
         return Listener(
-            publisher,
+            subscriber,
             channels,
             name=self._thread_name("control"),
             on_reconnect=self._on_reconnect,
@@ -839,13 +846,13 @@ class Candidate:
     def _subscribe_membership(self) -> Listener | None:
         """With the lifecycle lock held: swap in a control listener that also hears the
         membership channel; returns the old listener, for the caller to stop."""
-        store = self._store
-        if self._lifecycle != _RUNNING or self._hears_membership or store is None:
+        subscriber = self._subscriber
+        if self._lifecycle != _RUNNING or self._hears_membership or subscriber is None:
             return None
         # The new listener replaces the old one once it is subscribed: no gap.
         # Notices heard by both meanwhile are hints (elected, resigned, left) that
         # the election takes twice harmlessly.
-        listener = self._control_listener(store.publisher, True)
+        listener = self._control_listener(subscriber, True)
         try:
             listener.start(4 * self.timings.socket_timeout)
         except Exception as exc:

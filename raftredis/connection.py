@@ -181,16 +181,20 @@ class ConnectionSpec:
             return route
 
     def client(
-        self, timings: Timings, *, retries: int, route_key: str | None = None
+        self, timings: Timings, *, retries: int | None, route_key: str | None = None
     ) -> redis.Redis:
         """A new client with its own pool, timeouts from ``timings``, ``retries`` retries.
 
         In a Redis Cluster a MOVED reply is retried once even with
         ``retries=0``: the command did not run, so it cannot run twice.
+        ``retries=None`` is for pub/sub listeners: a failed read raises and
+        redis-py does not reconnect in it (the listener's next read does).
         """
-        retry = Retry(NoBackoff(), retries)
-        if self.cluster is not None and retries == 0:
-            retry = MovedRetry()
+        retry: Retry | None = None
+        if retries is not None:
+            retry = Retry(NoBackoff(), retries)
+            if self.cluster is not None and retries == 0:
+                retry = MovedRetry()
         kwargs: dict[str, Any] = dict(self.kwargs)
         kwargs.update(seam.retry_settings(retry))
         kwargs.update(

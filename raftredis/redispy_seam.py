@@ -263,14 +263,24 @@ class AddressChosenAtConnect:
         return sock
 
 
-def retry_settings(retry: Retry) -> dict[str, Any]:
+def retry_settings(retry: Retry | None) -> dict[str, Any]:
     """Connection settings that make redis-py retry as ``retry`` says, on every version.
 
     redis-py 5 retries only the errors listed in ``retry_on_error`` (its
     failure handler raises the others, whatever the Retry says); 6 and newer
     retry what the Retry supports. Listing the same errors gives both the
     same behaviour. (Each connection takes a deep copy of ``retry``.)
+
+    ``None``: a failed command raises at once and nothing else happens. With
+    a Retry of merely 0 retries, redis-py 6 and newer still run the failure
+    handler, which reconnects a pub/sub connection (and subscribes again)
+    inside the read that failed: a listener woken at stop() would reconnect
+    before it could end. Handling no error leaves the reconnect to the
+    caller: redis-py's pub/sub reads keep a connection whose read failed, so
+    the caller disconnects it, and the next read connects and subscribes again.
     """
+    if retry is None:
+        return {"retry": Retry(NoBackoff(), 0, ()), "retry_on_error": []}
     return {"retry": retry, "retry_on_error": list(RETRYABLE_ERRORS)}
 
 

@@ -59,7 +59,9 @@ def test_a_connection_is_connected_only_between_connect_and_disconnect(
 
 
 def test_interrupt_wakes_a_thread_blocked_in_get_message_at_once(redis_url: str) -> None:
-    client = redis.Redis.from_url(redis_url, retry=seam.RetryOnce(lambda error: False))
+    """How a Listener stops: its read ends at once, with a connection error, and
+    (with retry_settings(None)) redis-py does not reconnect inside it."""
+    client = redis.Redis.from_url(redis_url, **seam.retry_settings(None))
     pubsub = seam.new_pubsub(client)
     pubsub.subscribe("seam-wake")
     assert pubsub.get_message(timeout=2.0) is not None  # the subscribe confirmation
@@ -82,7 +84,11 @@ def test_interrupt_wakes_a_thread_blocked_in_get_message_at_once(redis_url: str)
     assert finished.wait(10.0), "interrupt() did not wake the reader"
     # Well under the 30 s read timeout: the read ended because of the shutdown.
     assert time.monotonic() - started < 5.0
-    assert outcome and (outcome[0] is None or isinstance(outcome[0], redis.ConnectionError))
+    assert outcome and isinstance(outcome[0], redis.ConnectionError), outcome
+    # Still the same (dead) socket: redis-py neither dropped nor replaced it.
+    assert seam.is_connected(pubsub.connection), "redis-py reconnected or dropped it"
+    with pytest.raises(redis.ConnectionError):
+        pubsub.get_message(timeout=0.0)
     pubsub.close()
     client.close()
 
@@ -167,9 +173,10 @@ def test_the_connect_callback_fires_on_every_reconnect(pool: ConnectionPool) -> 
 def test_get_message_after_a_lost_connection_reconnects_resubscribes_and_calls_back(
     redis_url: str, redis_client: redis.Redis
 ) -> None:
-    """The Listener's recovery: a failed read, then the next reads reconnect,
-    subscribe the channels again (with their handlers) and fire the callback."""
-    client = redis.Redis.from_url(redis_url, retry=seam.RetryOnce(lambda error: False))
+    """The Listener's recovery: a failed read, the Listener drops the connection,
+    and the next read reconnects, subscribes the channels again (with their
+    handlers) and fires the callback."""
+    client = redis.Redis.from_url(redis_url, **seam.retry_settings(None))
     received: list[Any] = []
     pubsub = seam.new_pubsub(client)
     pubsub.subscribe(**{"seam-re": received.append})
@@ -183,7 +190,9 @@ def test_get_message_after_a_lost_connection_reconnects_resubscribes_and_calls_b
         try:
             pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
         except redis.ConnectionError:
-            return False  # the read that finds the connection gone
+            assert pubsub.connection is not None
+            pubsub.connection.disconnect()  # as Listener._failed does
+            return False
         redis_client.publish("seam-re", b"hello")
         return bool(received)
 
