@@ -6,9 +6,11 @@
 Importing this package imports neither Flask nor Django. What is here serves
 any integration with a pre-fork server (gunicorn, uWSGI):
 
-* :func:`parse_settings` checks settings such as ``KIND`` or ``LEASE_TTL`` and
-  turns them into ``Candidate`` keyword arguments, with messages that name the
-  setting at fault;
+* :data:`SETTING_KEYS` names a setting (``KIND``, ``LEASE_TTL``, ``SECRET``...)
+  for every keyword of ``Candidate()``, read from its signature;
+  :func:`parse_settings` checks settings and turns them into ``Candidate``
+  keyword arguments, with messages that name the setting at fault, and
+  :func:`unknown_settings` refuses the keys that are not settings;
 * :class:`LazyCandidate` is this process's Candidate: built and started on
   first use, so never in a process that only forks workers
   (``gunicorn --preload``), and built anew in a forked child;
@@ -21,6 +23,8 @@ any integration with a pre-fork server (gunicorn, uWSGI):
 from __future__ import annotations
 
 import atexit
+import difflib
+import inspect
 import json
 import logging
 import os
@@ -28,9 +32,10 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import redis as redis_py
@@ -50,41 +55,43 @@ __all__ = [
     "LazyCandidate",
     "SettingProblem",
     "Settings",
+    "closest_setting",
     "format_status",
     "parse_settings",
     "read_status",
+    "unknown_settings",
 ]
 
 log = logging.getLogger("raftredis.contrib")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Candidate keywords whose setting is not named after them (the names of the first
+# release, kept): every other setting is its keyword in upper case.
+_RENAMED = {"redis": "URL", "key_prefix": "PREFIX"}
+
+
+def _derive_setting_keys() -> dict[str, str]:
+    """Setting name -> keyword, for every keyword ``Candidate()`` takes, in its order."""
+    parameters = list(inspect.signature(Candidate.__init__).parameters.values())[1:]  # no self
+    return {
+        _RENAMED.get(p.name, p.name.upper()): p.name
+        for p in parameters
+        if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    }
+
+
 #: Setting name (as in ``RAFTREDIS_KIND`` or ``RAFTREDIS["KIND"]``) -> Candidate keyword.
-SETTING_KEYS: Mapping[str, str] = {
-    "URL": "redis",
-    "KIND": "kind",
-    "META": "meta",
-    "ID": "id",
-    "PREFIX": "key_prefix",
-    "MAX_MESSAGE_BYTES": "max_message_bytes",
-    "LEASE_TTL": "lease_ttl",
-    "RENEW_INTERVAL": "renew_interval",
-    "RENEW_DEADLINE": "renew_deadline",
-    "MEMBERSHIP_REFRESH": "membership_refresh",
-    "MEMBER_EXPIRY": "member_expiry",
-    "START_TIMEOUT": "start_timeout",
-}
+#: Read from the signature of ``Candidate.__init__``, so every keyword is a setting: its
+#: name in upper case, except ``URL`` (``redis``) and ``PREFIX`` (``key_prefix``).
+SETTING_KEYS: Mapping[str, str] = MappingProxyType(_derive_setting_keys())
 #: The settings that are timings, checked together by :meth:`raftredis.Timings.from_lease`.
-TIMING_KEYS = (
-    "LEASE_TTL",
-    "RENEW_INTERVAL",
-    "RENEW_DEADLINE",
-    "MEMBERSHIP_REFRESH",
-    "MEMBER_EXPIRY",
-    "START_TIMEOUT",
+TIMING_KEYS: tuple[str, ...] = tuple(
+    key for key, keyword in SETTING_KEYS.items() if keyword in {f.name for f in fields(Timings)}
 )
-# Core error messages name Candidate keywords; these are rewritten as setting names
-# ("redis" is left alone: it is also a plain word in messages).
+# Core error messages name Candidate keywords; these are spelled as setting names. "redis"
+# is left alone, and so are the keywords that are plain words too ("a secret must...",
+# "a random id") unless they open the message or come before "=" (see _keywords_in).
 _KEY_OF = {keyword: key for key, keyword in SETTING_KEYS.items() if keyword != "redis"}
 _KEYWORD_RE = re.compile(r"\b(" + "|".join(sorted(_KEY_OF, key=len, reverse=True)) + r")\b")
 
@@ -98,11 +105,15 @@ RETRY_AFTER = 5.0
 
 @dataclass(frozen=True)
 class SettingProblem:
-    """One thing wrong with the settings: ``key`` is the setting at fault (``"KIND"``)."""
+    """One thing wrong with the settings: ``key`` is the setting at fault (``"KIND"``).
+
+    ``unknown`` is true when ``key`` is not a setting at all (a typo, say).
+    """
 
     key: str
     message: str
     hint: str = ""
+    unknown: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,6 +127,11 @@ class Settings:
     kwargs: Mapping[str, Any]
     meta: Any = None
     problems: tuple[SettingProblem, ...] = ()
+
+    def __repr__(self) -> str:
+        # Settings end up in logs and test reports: never show the secret.
+        shown = {k: "<hidden>" if k == "secret" else v for k, v in self.kwargs.items()}
+        return f"Settings(kwargs={shown!r}, meta={self.meta!r}, problems={self.problems!r})"
 
     @property
     def ok(self) -> bool:
@@ -160,18 +176,33 @@ def parse_settings(
     """Check raftredis settings and turn them into ``Candidate`` keyword arguments.
 
     ``values`` maps the keys of :data:`SETTING_KEYS` (``"KIND"``,
-    ``"LEASE_TTL"``...) to values; other keys are ignored, and so are ``None``
-    values (the default is used). ``name(key)`` spells a key in messages, for
-    example ``RAFTREDIS_KIND`` for Flask. Without ``URL``, the ``REDIS_URL``
+    ``"LEASE_TTL"``, ``"SECRET"``...) to values; other keys are ignored here
+    (see :func:`unknown_settings`), and so are ``None`` values (the default is
+    used). ``name(key)`` spells a key in messages, for example
+    ``RAFTREDIS_KIND`` for Flask. Without ``URL``, the ``REDIS_URL``
     environment variable is used if set, else ``localhost:6379``.
 
     Nothing is connected: every check is local. Returns :class:`Settings`,
-    whose ``problems`` say what to change.
+    whose ``problems`` say what to change, each naming its setting.
     """
     env = os.environ if environ is None else environ
     problems: list[SettingProblem] = []
     given = {k: v for k, v in values.items() if k in SETTING_KEYS and v is not None}
     kwargs: dict[str, Any] = {}
+
+    def check(*keys: str) -> None:
+        """Build a throwaway Candidate from ``keys`` alone (no I/O), so that each problem
+        is reported under its own name; the first key is the default culprit."""
+        arguments = {SETTING_KEYS[k]: given[k] for k in keys if k in given}
+        try:
+            Candidate(**{"kind": "x", **arguments})
+            return
+        except ConfigurationError as exc:
+            problem = _problem(str(exc), name, keys)
+        except (TypeError, ValueError) as exc:  # a check that does not say which keyword
+            problem = SettingProblem(keys[0], f"{name(keys[0])} is not valid: {exc}")
+        if problem not in problems:  # a bad MAX_MESSAGE_BYTES fails the META check too
+            problems.append(problem)
 
     kind = given.get("KIND")
     if kind is None or kind == "":
@@ -184,6 +215,7 @@ def parse_settings(
         )
     else:
         kwargs["kind"] = kind
+        check("KIND")
 
     url, url_name = given.get("URL"), name("URL")
     if url is None and env.get("REDIS_URL"):
@@ -209,43 +241,91 @@ def parse_settings(
         Timings.from_lease(**timings)
         kwargs.update(timings)
     except ConfigurationError as exc:
-        problems.append(_problem(str(exc), name, default="LEASE_TTL"))
+        culprits = [k for k in TIMING_KEYS if k in given] or list(TIMING_KEYS)
+        problems.append(_problem(str(exc), name, culprits))
 
-    meta = given.get("META")
-    for key in ("PREFIX", "ID", "MAX_MESSAGE_BYTES"):
-        if key in given:
+    # Every other setting, those of future Candidate keywords included, on its own.
+    for key in SETTING_KEYS:
+        if key in given and key not in ("KIND", "URL", "META", *TIMING_KEYS):
             kwargs[SETTING_KEYS[key]] = given[key]
-
-    # Candidate() checks names, ids, sizes and meta without any I/O: one setting at a time,
-    # so every problem is reported, each under its own name.
-    def only(keyword: str) -> dict[str, Any]:
-        return {keyword: kwargs[keyword]} if keyword in kwargs else {}
-
-    size = only("max_message_bytes")
-    checks: list[tuple[str, dict[str, Any]]] = [
-        ("KIND", only("kind")),
-        ("PREFIX", only("key_prefix")),
-        ("ID", only("id")),
-        ("MAX_MESSAGE_BYTES", size),
-        ("META", {"meta": meta, **size} if meta is not None and not callable(meta) else {}),
-    ]
-    for key, arguments in checks:
-        if not arguments:
-            continue
-        try:
-            Candidate(**{"kind": "x", **arguments})
-        except ConfigurationError as exc:
-            problem = _problem(str(exc), name, default=key)
-            if problem not in problems:  # a bad MAX_MESSAGE_BYTES fails the META check too
-                problems.append(problem)
+            check(key)
+    meta = given.get("META")
+    if meta is not None and not callable(meta):  # a callable is called (and checked) later
+        check("META", "MAX_MESSAGE_BYTES")
     return Settings(kwargs, meta, tuple(problems))
 
 
-def _problem(message: str, name: Callable[[str], str], default: str) -> SettingProblem:
-    """A problem from a core error message, its keywords spelled as setting names."""
-    found = _KEYWORD_RE.search(message)
-    key = _KEY_OF[found.group(1)] if found else default
-    text = _KEYWORD_RE.sub(lambda m: name(_KEY_OF[m.group(1)]), message)
+def unknown_settings(
+    keys: Iterable[str],
+    *,
+    own_keys: Collection[str] = (),
+    name: Callable[[str], str] = str,
+    listed: Callable[[str], str] | None = None,
+) -> tuple[SettingProblem, ...]:
+    """A problem for each of ``keys`` that is neither a setting nor one of ``own_keys``
+    (an integration's own settings, such as ``AUTOSTART``).
+
+    Each message names the key, the setting it most likely meant (see
+    :func:`closest_setting`) and every valid key, spelled by ``listed``
+    (default: ``name``). No I/O.
+    """
+    valid = sorted({*SETTING_KEYS, *own_keys})
+    spell = name if listed is None else listed
+    problems = []
+    for key in keys:
+        if key in valid:
+            continue
+        close = closest_setting(key, valid)
+        guess = f" (did you mean {name(close)}?)" if close else ""
+        message = (
+            f"{name(key)} is not a raftredis setting{guess}; "
+            f"the settings are {', '.join(spell(k) for k in valid)}"
+        )
+        problems.append(SettingProblem(key, message, unknown=True))
+    return tuple(problems)
+
+
+def closest_setting(key: str, valid: Iterable[str]) -> str | None:
+    """The setting of ``valid`` that a misspelt ``key`` most likely meant, or None.
+
+    The same name in other case, the setting of a Candidate keyword named
+    otherwise (``REDIS`` -> ``URL``, ``KEY_PREFIX`` -> ``PREFIX``), else the
+    closest name (:func:`difflib.get_close_matches`).
+    """
+    names = list(valid)
+    for guess in (key.upper(), _RENAMED.get(key.lower())):
+        if guess in names:
+            return guess
+    close = difflib.get_close_matches(key.upper(), names, n=1)
+    return close[0] if close else None
+
+
+def _keywords_in(message: str) -> list[re.Match[str]]:
+    """Where ``message`` uses a Candidate keyword as one: always for a snake_case
+    keyword, and for a plain word (``kind``, ``secret``...) only at the start of the
+    message or before ``=``."""
+    return [
+        m
+        for m in _KEYWORD_RE.finditer(message)
+        if "_" in m.group(1) or m.start() == 0 or message.startswith("=", m.end())
+    ]
+
+
+def _problem(message: str, name: Callable[[str], str], checked: Sequence[str]) -> SettingProblem:
+    """A problem from a core error message about the settings ``checked``.
+
+    The culprit is the first of them the message names (else the first of
+    them); keywords are spelled as setting names, and a message that does not
+    name its culprit is prefixed with it.
+    """
+    found = _keywords_in(message)
+    named = [_KEY_OF[m.group(1)] for m in found if _KEY_OF[m.group(1)] in checked]
+    key = named[0] if named else checked[0]
+    text = message
+    for m in reversed(found):
+        text = text[: m.start()] + name(_KEY_OF[m.group(1)]) + text[m.end() :]
+    if name(key) not in text:
+        text = f"{name(key)}: {text}"
     return SettingProblem(key, text)
 
 

@@ -18,14 +18,15 @@
         raft.init_app(app)
         return app
 
-Configuration (``app.config``): ``RAFTREDIS_KIND`` (required), ``RAFTREDIS_URL``
-(default: the ``REDIS_URL`` environment variable, else ``localhost:6379``),
-``RAFTREDIS_META`` (JSON, or a callable returning it, called in the process
-that runs the Candidate), ``RAFTREDIS_PREFIX``, ``RAFTREDIS_ID``,
-``RAFTREDIS_LEASE_TTL`` and the other timings (``RAFTREDIS_RENEW_INTERVAL``,
-``RAFTREDIS_RENEW_DEADLINE``, ``RAFTREDIS_MEMBERSHIP_REFRESH``,
-``RAFTREDIS_MEMBER_EXPIRY``, ``RAFTREDIS_START_TIMEOUT``),
-``RAFTREDIS_MAX_MESSAGE_BYTES``, and ``RAFTREDIS_AUTOSTART`` (default True).
+Configuration (``app.config``): ``RAFTREDIS_`` and the setting name of
+every ``Candidate`` keyword (:data:`raftredis.contrib.SETTING_KEYS`: the
+keyword in upper case, as ``RAFTREDIS_LEASE_TTL`` or ``RAFTREDIS_SECRET``,
+except ``RAFTREDIS_URL`` for ``redis`` and ``RAFTREDIS_PREFIX`` for
+``key_prefix``). ``RAFTREDIS_KIND`` is required; ``RAFTREDIS_URL`` defaults
+to the ``REDIS_URL`` environment variable, else ``localhost:6379``;
+``RAFTREDIS_META`` may be a callable, called in the process that runs the
+Candidate. ``RAFTREDIS_AUTOSTART`` (default True) is the extension's own.
+Any other ``RAFTREDIS_*`` key is an error.
 
 ``init_app`` does no I/O and starts no thread. The Candidate is built and
 started in the process that serves, the first time it is needed: before the
@@ -56,9 +57,11 @@ from . import (
     Hooks,
     LazyCandidate,
     Settings,
+    closest_setting,
     format_status,
     parse_settings,
     read_status,
+    unknown_settings,
 )
 
 __all__ = ["RaftRedis", "cli"]
@@ -68,6 +71,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: Where the per-app state lives: ``app.extensions[EXTENSION_KEY]``.
 EXTENSION_KEY = "raftredis"
 _CONFIG_PREFIX = "RAFTREDIS_"
+# The extension's own settings, beside those of SETTING_KEYS.
+_OWN_KEYS = ("AUTOSTART",)
 # RaftRedis(app, **overrides): Candidate keyword -> setting key.
 _OVERRIDE_KEYS = {keyword: key for key, keyword in SETTING_KEYS.items()}
 
@@ -105,8 +110,8 @@ class RaftRedis:
     ``RaftRedis(app)`` or ``RaftRedis()`` then ``init_app(app)``; one
     extension object can serve several apps (each gets its own Candidate,
     configured from its own ``app.config``). Keyword arguments are
-    ``Candidate`` arguments (``kind=``, ``redis=``, ``lease_ttl=``...) that
-    take precedence over ``app.config``.
+    ``Candidate`` arguments, any of them (``kind=``, ``redis=``,
+    ``lease_ttl=``, ``secret=``...), that take precedence over ``app.config``.
 
     Receivers (:meth:`on`) and leader functions (:meth:`while_leader`) can be
     registered at import time, before any Candidate exists; they are attached
@@ -117,8 +122,12 @@ class RaftRedis:
     def __init__(self, app: Flask | None = None, **overrides: Any) -> None:
         unknown = sorted(set(overrides) - set(_OVERRIDE_KEYS))
         if unknown:
+            named = []
+            for keyword in unknown:
+                guess = closest_setting(keyword, SETTING_KEYS)
+                named.append(keyword + (f" (did you mean {SETTING_KEYS[guess]}?)" if guess else ""))
             raise TypeError(
-                f"RaftRedis() got unknown keyword argument(s) {', '.join(unknown)}; "
+                f"RaftRedis() got unknown keyword argument(s) {', '.join(named)}; "
                 f"accepted: {', '.join(sorted(_OVERRIDE_KEYS))}"
             )
         self.app = app
@@ -132,15 +141,18 @@ class RaftRedis:
 
         Raises :class:`~raftredis.ConfigurationError` naming the setting to fix
         (``RAFTREDIS_KIND`` missing, a bad ``RAFTREDIS_URL``, timings that
-        cannot work...).
+        cannot work, a ``RAFTREDIS_*`` key that is not a setting...).
         """
-        values = {
-            key: app.config[_CONFIG_PREFIX + key]
-            for key in SETTING_KEYS
-            if app.config.get(_CONFIG_PREFIX + key) is not None
-        }
+        keys = [
+            key[len(_CONFIG_PREFIX) :]
+            for key in app.config
+            if isinstance(key, str) and key.startswith(_CONFIG_PREFIX)
+        ]
+        values = {key: app.config[_CONFIG_PREFIX + key] for key in keys if key in SETTING_KEYS}
         values.update({_OVERRIDE_KEYS[k]: v for k, v in self._overrides.items()})
-        settings = parse_settings(values, name=_setting_name)
+        parsed = parse_settings(values, name=_setting_name)
+        unknown = unknown_settings(keys, own_keys=_OWN_KEYS, name=_setting_name)
+        settings = Settings(parsed.kwargs, parsed.meta, (*unknown, *parsed.problems))
         if not settings.ok:
             raise settings.error()
         autostart = app.config.get(_CONFIG_PREFIX + "AUTOSTART", True)

@@ -2,10 +2,12 @@
 
 In this process (settings configured once, then the app's runtime configured
 for a given command line): which processes start a Candidate by themselves,
-and the system check. In subprocesses of the example site
-(examples/django_site): ``migrate``/``shell`` start nothing, ``runserver``
-starts exactly one Candidate (in the reloader's child, not in its parent),
-``check`` reports a bad setting, and ``raftredis_status`` prints the leader.
+every Candidate keyword as a key of ``RAFTREDIS``, unknown keys refused, a
+``SECRET`` that signs the traffic, and the system check. In subprocesses of
+the example site (examples/django_site): ``migrate``/``shell`` start nothing,
+``runserver`` starts exactly one Candidate (in the reloader's child, not in
+its parent), ``check`` reports a bad setting or an unknown key, and
+``raftredis_status`` prints the leader.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,6 +32,15 @@ from helpers import (  # noqa: F401
     raftredis_threads,
     unique_kind,
     wait_until,
+)
+from test_settings import (
+    DJANGO_OWN,
+    KEYWORDS,
+    SECRET,
+    assert_reached,
+    assert_signs_with,
+    sample,
+    setting_name,
 )
 
 from raftredis import Candidate, Leadership
@@ -225,7 +237,20 @@ def test_check_accepts_good_settings(django_settings: None) -> None:
         ({"KIND": "k", "META": {1j}}, "raftredis.E005", "RAFTREDIS['META'] must be JSON"),
         ({"KIND": "k", "AUTOSTART": "no"}, "raftredis.E006", "RAFTREDIS['AUTOSTART'] must be"),
         ({"KIND": "k", "START_IN_COMMANDS": "runserver"}, "raftredis.E006", "list of command"),
-        ({"KIND": "k", "LEASE_TT": 1}, "raftredis.W001", "unknown key 'LEASE_TT'"),
+        ({"KIND": "k", "ID": "a b"}, "raftredis.E005", "RAFTREDIS['ID']='a b' is not allowed"),
+        ({"KIND": "k", "SECRET": "short"}, "raftredis.E005", "RAFTREDIS['SECRET']: a secret"),
+        ({"KIND": "k", "SECRET": 42}, "raftredis.E005", "RAFTREDIS['SECRET'] must be a str"),
+        ({"KIND": "k", "REPLAY_WINDOW": -5}, "raftredis.E005", "RAFTREDIS['REPLAY_WINDOW'] must"),
+        ({"KIND": "k", "MIN_REPLICAS": 1.5}, "raftredis.E005", "RAFTREDIS['MIN_REPLICAS'] must"),
+        (
+            {"KIND": "k", "SOCKET_TIMEOUT": 5},
+            "raftredis.E004",
+            "RAFTREDIS['SOCKET_TIMEOUT'] (5 s) must be at most half of RAFTREDIS['RENEW_INTERVAL']",
+        ),
+        ({"KIND": "k", "VACANCY_JITTER": 0}, "raftredis.E004", "RAFTREDIS['VACANCY_JITTER'] must"),
+        ({"KIND": "k", "REELECT_BACKOFF": "1"}, "raftredis.E004", "RAFTREDIS['REELECT_BACKOFF']"),
+        ({"KIND": "k", "CLOCK_SYNC_INTERVAL": -1}, "raftredis.E004", "CLOCK_SYNC_INTERVAL'] must"),
+        ({"KIND": "k", "LEASE_TT": 1}, "raftredis.E007", "RAFTREDIS['LEASE_TT'] is not a"),
     ],
 )
 def test_check_flags_bad_settings(
@@ -235,12 +260,84 @@ def test_check_flags_bad_settings(
     assert any(i == check_id and text in m for i, m in found), found
 
 
-def test_check_suggests_the_key_meant(django_settings: None) -> None:
-    from django.test import override_settings
+@pytest.mark.parametrize(
+    ("key", "meant"),
+    [
+        ("lease_ttl", "LEASE_TTL"),
+        ("SECRETS", "SECRET"),
+        ("MIN_REPLICA", "MIN_REPLICAS"),
+        ("REDIS", "URL"),
+        ("KEY_PREFIX", "PREFIX"),
+        ("AUTO_START", "AUTOSTART"),
+        ("SOMETHING_ELSE", None),
+    ],
+)
+def test_unknown_key_is_an_error(django_settings: None, key: str, meant: str | None) -> None:
+    """A key that is not a setting is an error (E007) naming the key, the setting meant if it
+    looks like a typo, and every valid key; load_settings() lists it as a problem."""
+    ((check_id, message),) = check({"KIND": "k", key: "a value of 16+ bytes"})
+    assert check_id == "raftredis.E007"
+    assert message.startswith(f"RAFTREDIS[{key!r}] is not a raftredis setting")
+    if meant is None:
+        assert "did you mean" not in message
+    else:
+        assert f"(did you mean RAFTREDIS[{meant!r}]?)" in message
+    listed = set(re.findall(r"'([A-Z_]+)'", message.split("the settings are ")[1]))
+    assert listed == {setting_name(k) for k in KEYWORDS} | DJANGO_OWN
+    config = raft.load_settings({"KIND": "k", key: 1})
+    assert not config.ok and config.unknown_keys == (key,)
 
-    with override_settings(RAFTREDIS={"KIND": "k", "lease_ttl": 1}):
-        (warning,) = raft_checks.check_settings()
-    assert warning.id == "raftredis.W001" and warning.hint == "did you mean 'LEASE_TTL'?"
+
+def test_unknown_key_keeps_the_candidate_off(configure: Callable[..., str]) -> None:
+    """With an unknown key the app starts nothing, and candidate()/start() say why."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    configure(["/venv/bin/gunicorn", "site.wsgi"], SECRETS=SECRET)
+    with pytest.raises(ImproperlyConfigured, match=r"did you mean RAFTREDIS\['SECRET'\]"):
+        raft.candidate()
+    with pytest.raises(ImproperlyConfigured, match="SECRETS"):
+        raft.start()
+    assert raft.is_leader() is False and raftredis_threads() == []
+
+
+@pytest.mark.parametrize("keyword", KEYWORDS)
+def test_every_candidate_keyword_is_a_setting(configure: Callable[..., str], keyword: str) -> None:
+    """RAFTREDIS[<KEYWORD>] (URL for redis, PREFIX for key_prefix) passes the system check
+    and reaches the Candidate. Nothing connects: in `migrate` it is not started."""
+    key = setting_name(keyword)
+    assert check({"KIND": "k", key: sample(keyword)}) == []
+    configure(["manage.py", "migrate"], **{"LEASE_TTL": None, key: sample(keyword)})
+    candidate = raft.candidate()
+    assert not candidate.is_running
+    assert_reached(candidate, keyword)
+
+
+def test_secret_signs_the_traffic(configure: Callable[..., str], redis_url: str) -> None:
+    """RAFTREDIS["SECRET"]: what the site's Candidate publishes is signed with it; a
+    Candidate of the kind with the same secret hears it, one with another secret drops it."""
+    configure(["/venv/bin/gunicorn", "site.wsgi"], SECRET=SECRET)
+    candidate = raft.candidate()
+    assert candidate.is_running and candidate.is_leader
+    assert_signs_with(candidate, redis_url, SECRET)
+
+
+def test_new_settings_reach_the_running_candidate(configure: Callable[..., str]) -> None:
+    """MIN_REPLICAS and the timings that used to be dropped are in the started Candidate."""
+    configure(
+        ["/venv/bin/gunicorn", "site.wsgi"],
+        SOCKET_TIMEOUT=0.05,
+        VACANCY_JITTER=0.01,
+        REELECT_BACKOFF=0.02,
+        CLOCK_SYNC_INTERVAL=12.0,
+        MIN_REPLICAS=0,
+        REPLAY_WINDOW=45.0,
+    )
+    candidate = raft.candidate()
+    assert candidate.is_leader
+    t = candidate.timings
+    assert (t.lease_ttl, t.socket_timeout, t.vacancy_jitter) == (LEASE, 0.05, 0.01)
+    assert (t.reelect_backoff, t.clock_sync_interval) == (0.02, 12.0)
+    assert (candidate._min_replicas, candidate._replay_window) == (0, 45.0)
 
 
 # ------------------------------------------------------------ the example site
@@ -338,14 +435,30 @@ def test_migrate_and_shell_do_not_join(
     assert redis_client.keys(f"raftredis:{{{kind}}}:*") == []
 
 
-def test_check_command_reports_a_bad_setting(site_path: Path, redis_url: str) -> None:
+@pytest.mark.parametrize(
+    ("overrides", "check_id", "text"),
+    [
+        (
+            {"LEASE_TTL": 1, "RENEW_DEADLINE": 5},
+            "raftredis.E004",
+            "RAFTREDIS['RENEW_DEADLINE'] (5 s) must be shorter than",
+        ),
+        (
+            {"SECRTE": "a secret of 16+ bytes"},
+            "raftredis.E007",
+            "RAFTREDIS['SECRTE'] is not a raftredis setting (did you mean RAFTREDIS['SECRET']?)",
+        ),
+    ],
+)
+def test_check_command_reports_a_bad_setting(
+    site_path: Path, redis_url: str, overrides: dict[str, Any], check_id: str, text: str
+) -> None:
     """`manage.py check` fails with the raftredis check id and the key to fix."""
-    overrides = json.dumps({"LEASE_TTL": 1, "RENEW_DEADLINE": 5})
-    env = site_env(site_path, redis_url, "bad-kind", RAFTREDIS_OVERRIDES=overrides)
+    env = site_env(site_path, redis_url, "bad-kind", RAFTREDIS_OVERRIDES=json.dumps(overrides))
     done = manage(env, "check")
     assert done.returncode == 1
-    assert "raftredis.E004" in done.stderr, done.stderr
-    assert "RAFTREDIS['RENEW_DEADLINE'] (5 s) must be shorter than" in done.stderr
+    assert check_id in done.stderr, done.stderr
+    assert text in done.stderr
 
 
 def test_raftredis_status_prints_the_leader(

@@ -1,9 +1,11 @@
 """The Flask extension (raftredis.contrib.flask) against a real redis-server.
 
-Lazy start (no thread, no connection before the first request), configuration
-errors naming the key, is_leader, receivers and leader functions registered at
-import time, two apps on one extension, concurrent first requests, a fork, the
-`flask raftredis status` command, and a Redis that cannot be reached.
+Lazy start (no thread, no connection before the first request), every
+Candidate keyword as a setting, configuration errors naming the key, unknown
+keys refused, a secret that signs the traffic, is_leader, receivers and
+leader functions registered at import time, two apps on one extension,
+concurrent first requests, a fork, the `flask raftredis status` command, and a
+Redis that cannot be reached.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -30,6 +33,15 @@ from helpers import (  # noqa: F401
     raftredis_threads,
     unique_kind,
     wait_until,
+)
+from test_settings import (
+    FLASK_OWN,
+    KEYWORDS,
+    SECRET,
+    assert_reached,
+    assert_signs_with,
+    sample,
+    setting_name,
 )
 
 from raftredis import BackendError, Candidate, ConfigurationError, Leadership
@@ -188,6 +200,21 @@ def test_concurrent_first_requests_start_one_candidate(
         ),
         ({"RAFTREDIS_META": {"x": object()}}, "RAFTREDIS_META must be JSON-serialisable"),
         ({"RAFTREDIS_AUTOSTART": "yes"}, "RAFTREDIS_AUTOSTART must be True or False"),
+        ({"RAFTREDIS_ID": "a b"}, "RAFTREDIS_ID='a b' is not allowed"),
+        ({"RAFTREDIS_MAX_MESSAGE_BYTES": 10}, "RAFTREDIS_MAX_MESSAGE_BYTES=10 is too small"),
+        ({"RAFTREDIS_SECRET": "too-short"}, "RAFTREDIS_SECRET: a secret must be at least 16"),
+        ({"RAFTREDIS_SECRET": 42}, "RAFTREDIS_SECRET must be a str or bytes"),
+        ({"RAFTREDIS_SECRET": []}, "RAFTREDIS_SECRET must not be an empty list"),
+        ({"RAFTREDIS_REPLAY_WINDOW": 0}, "RAFTREDIS_REPLAY_WINDOW must be a positive number"),
+        ({"RAFTREDIS_MIN_REPLICAS": -1}, "RAFTREDIS_MIN_REPLICAS must be an int >= 0"),
+        ({"RAFTREDIS_MIN_REPLICAS": "1"}, "RAFTREDIS_MIN_REPLICAS must be an int >= 0"),
+        (
+            {"RAFTREDIS_SOCKET_TIMEOUT": 1},
+            "RAFTREDIS_SOCKET_TIMEOUT (1 s) must be at most half of RAFTREDIS_RENEW_INTERVAL",
+        ),
+        ({"RAFTREDIS_VACANCY_JITTER": "x"}, "RAFTREDIS_VACANCY_JITTER must be a number of"),
+        ({"RAFTREDIS_REELECT_BACKOFF": 0}, "RAFTREDIS_REELECT_BACKOFF must be a positive"),
+        ({"RAFTREDIS_CLOCK_SYNC_INTERVAL": -1}, "RAFTREDIS_CLOCK_SYNC_INTERVAL must be a"),
     ],
 )
 def test_bad_configuration_names_the_key(config: dict[str, Any], expected: str) -> None:
@@ -215,9 +242,103 @@ def test_url_defaults_to_redis_url_env(
     assert candidate.kind == kind and candidate.is_leader
 
 
+def test_bad_secret_is_not_shown() -> None:
+    """A secret that is refused does not appear in the error."""
+    app = flask.Flask("bad-secret")
+    app.config.update(RAFTREDIS_KIND="good-kind", RAFTREDIS_SECRET=["x" * 20, "hunter2"])
+    with pytest.raises(ConfigurationError, match="RAFTREDIS_SECRET") as caught:
+        RaftRedis(app)
+    assert "hunter2" not in str(caught.value) and "x" * 20 not in str(caught.value)
+
+
+@pytest.mark.parametrize("keyword", KEYWORDS)
+def test_every_candidate_keyword_is_a_setting(keyword: str) -> None:
+    """RAFTREDIS_<KEYWORD> (RAFTREDIS_URL for redis, RAFTREDIS_PREFIX for key_prefix) and
+    RaftRedis(<keyword>=...) both reach the Candidate. Nothing connects: it is not started."""
+    by_config = flask.Flask("by-config")
+    by_config.config.update(RAFTREDIS_KIND=unique_kind(), RAFTREDIS_AUTOSTART=False)
+    by_config.config[f"RAFTREDIS_{setting_name(keyword)}"] = sample(keyword)
+    extension = RaftRedis(by_config)
+    assert_reached(extension.get_candidate(by_config, start=False), keyword)
+    by_keyword = flask.Flask("by-keyword")
+    by_keyword.config.update(RAFTREDIS_KIND=unique_kind(), RAFTREDIS_AUTOSTART=False)
+    extension = RaftRedis(by_keyword, **{keyword: sample(keyword)})
+    assert_reached(extension.get_candidate(by_keyword, start=False), keyword)
+    assert raftredis_threads() == []
+
+
+@pytest.mark.parametrize(
+    ("key", "meant"),
+    [
+        ("RAFTREDIS_SECRETS", "RAFTREDIS_SECRET"),
+        ("RAFTREDIS_LEASE_TT", "RAFTREDIS_LEASE_TTL"),
+        ("RAFTREDIS_min_replicas", "RAFTREDIS_MIN_REPLICAS"),
+        ("RAFTREDIS_REDIS", "RAFTREDIS_URL"),
+        ("RAFTREDIS_KEY_PREFIX", "RAFTREDIS_PREFIX"),
+        ("RAFTREDIS_SOMETHING_ELSE", None),
+    ],
+)
+def test_unknown_key_is_refused(key: str, meant: str | None) -> None:
+    """A RAFTREDIS_* key that is not a setting fails init_app; the message names the key,
+    the setting meant (if it looks like a typo) and every valid setting."""
+    app = flask.Flask("typo")
+    app.config.update({"RAFTREDIS_KIND": "good-kind", key: "a value of 16+ bytes"})
+    with pytest.raises(ConfigurationError) as caught:
+        RaftRedis(app)
+    message = str(caught.value)
+    assert message.startswith(f"{key} is not a raftredis setting")
+    if meant is None:
+        assert "did you mean" not in message
+    else:
+        assert f"(did you mean {meant}?)" in message
+    listed = set(re.findall(r"RAFTREDIS_([A-Z_]+)", message.split("the settings are ")[1]))
+    assert listed == {setting_name(k) for k in KEYWORDS} | FLASK_OWN
+    assert "raftredis" not in app.extensions
+
+
 def test_unknown_constructor_keyword() -> None:
-    with pytest.raises(TypeError, match="lease_tll"):
+    with pytest.raises(TypeError, match=r"lease_tll \(did you mean lease_ttl\?\)"):
         RaftRedis(lease_tll=1)
+    with pytest.raises(TypeError, match=r"autostart; accepted: .*min_replicas.*secret"):
+        RaftRedis(autostart=False)
+
+
+@pytest.mark.parametrize("how", ["config", "keyword"])
+def test_secret_signs_the_traffic(redis_url: str, extensions: list[Any], how: str) -> None:
+    """RAFTREDIS_SECRET (or RaftRedis(secret=...)): what the app's Candidate publishes is
+    signed with it; a Candidate of the kind with the same secret hears it, one with
+    another secret drops it (ProtocolError)."""
+    app = flask.Flask("signed")
+    app.config.update(RAFTREDIS_URL=redis_url, RAFTREDIS_KIND=unique_kind("signed"))
+    app.config["RAFTREDIS_LEASE_TTL"] = LEASE
+    if how == "config":
+        app.config["RAFTREDIS_SECRET"] = SECRET
+        extension = RaftRedis(app)
+    else:
+        extension = RaftRedis(app, secret=SECRET)
+    extensions.append((extension, app))
+    candidate = extension.start(app)
+    assert candidate.is_leader
+    assert_signs_with(candidate, redis_url, SECRET)
+
+
+def test_new_timings_reach_the_running_candidate(redis_url: str, extensions: list[Any]) -> None:
+    """The timings that init_app used to drop are in the started Candidate's timings."""
+    extension, app = make_app(
+        extensions,
+        redis_url,
+        RAFTREDIS_SOCKET_TIMEOUT=0.05,
+        RAFTREDIS_VACANCY_JITTER=0.01,
+        RAFTREDIS_REELECT_BACKOFF=0.02,
+        RAFTREDIS_CLOCK_SYNC_INTERVAL=12.0,
+        RAFTREDIS_REPLAY_WINDOW=45.0,
+    )
+    assert app.test_client().get("/").get_json()["is_leader"] is True
+    candidate = extension.get_candidate(app)
+    t = candidate.timings
+    assert (t.lease_ttl, t.socket_timeout, t.vacancy_jitter) == (LEASE, 0.05, 0.01)
+    assert (t.reelect_backoff, t.clock_sync_interval) == (0.02, 12.0)
+    assert candidate._replay_window == 45.0
 
 
 def test_no_app_and_no_context_is_a_clear_error(redis_url: str) -> None:

@@ -6,7 +6,7 @@ Add the app and a ``RAFTREDIS`` setting::
     RAFTREDIS = {
         "KIND": "my-site",                       # required
         "URL": "redis://localhost:6379/0",       # default: $REDIS_URL, else localhost:6379
-        "LEASE_TTL": 3.0,                        # and the other timings
+        "LEASE_TTL": 3.0,                        # any Candidate keyword, in upper case
     }
 
 Then, anywhere (also at import time)::
@@ -38,15 +38,15 @@ forks, which would leave the workers with a Candidate they cannot use):
   that is not started; call :func:`start` to take part explicitly;
 * nowhere with ``"AUTOSTART": False``, except through :func:`start`.
 
-The other keys of ``RAFTREDIS`` are those of :data:`raftredis.contrib.SETTING_KEYS`
-(``META``, ``ID``, ``PREFIX``, ``MAX_MESSAGE_BYTES``, ``RENEW_INTERVAL``...).
+The other keys of ``RAFTREDIS`` are those of :data:`raftredis.contrib.SETTING_KEYS`,
+one for every ``Candidate`` keyword (``META``, ``ID``, ``PREFIX``, ``SECRET``,
+``MIN_REPLICAS``, ``RENEW_INTERVAL``...); any other key is an error.
 ``manage.py check`` reports bad settings, and ``manage.py raftredis_status``
 prints the members and the leader. See ``docs/django.md``.
 """
 
 from __future__ import annotations
 
-import difflib
 import functools
 import logging
 import os
@@ -58,7 +58,16 @@ from typing import Any, TypeVar
 
 from ...candidate import Candidate
 from ...leader_work import LeaderFunction, Leadership
-from .. import SETTING_KEYS, Hooks, LazyCandidate, SettingProblem, Settings, parse_settings
+from .. import (
+    SETTING_KEYS,
+    Hooks,
+    LazyCandidate,
+    SettingProblem,
+    Settings,
+    closest_setting,
+    parse_settings,
+    unknown_settings,
+)
 
 __all__ = [
     "DjangoSettings",
@@ -101,7 +110,7 @@ class DjangoSettings:
 
     @property
     def ok(self) -> bool:
-        """True when there is no problem (unknown keys are only warned about)."""
+        """True when there is no problem (an unknown key is one)."""
         return not self.problems
 
 
@@ -109,7 +118,8 @@ def load_settings(value: Any = None) -> DjangoSettings:
     """Read and check ``settings.RAFTREDIS`` (or ``value``, a dict of the same shape).
 
     No I/O. Never raises for bad values: they are listed in ``problems``, each
-    naming its key (the system check reports them).
+    naming its key (the system check reports them). A key that is not a setting
+    is a problem too (listed in ``unknown_keys`` as well).
     """
     if value is None:
         from django.conf import settings
@@ -126,7 +136,10 @@ def load_settings(value: Any = None) -> DjangoSettings:
         empty = Settings({}, problems=(problem,))
         return DjangoSettings(empty, False, DEFAULT_START_IN_COMMANDS, (problem,), ())
     parsed = parse_settings(value, name=_setting_name)
-    problems = list(parsed.problems)
+    unknown = unknown_settings(
+        [str(k) for k in value], own_keys=_OWN_KEYS, name=_setting_name, listed=repr
+    )
+    problems = [*unknown, *parsed.problems]
     autostart = value.get("AUTOSTART", True)
     if not isinstance(autostart, bool):
         problems.append(
@@ -149,15 +162,13 @@ def load_settings(value: Any = None) -> DjangoSettings:
             )
         )
         commands = DEFAULT_START_IN_COMMANDS
-    known = {*SETTING_KEYS, *_OWN_KEYS}
-    unknown = tuple(sorted(str(k) for k in value if k not in known))
-    return DjangoSettings(parsed, autostart, tuple(commands), tuple(problems), unknown)
+    unknown_keys = tuple(sorted(p.key for p in unknown))
+    return DjangoSettings(parsed, autostart, tuple(commands), tuple(problems), unknown_keys)
 
 
 def suggest_key(key: str) -> str | None:
     """The known key closest to a misspelt one, if any is close."""
-    close = difflib.get_close_matches(key.upper(), [*SETTING_KEYS, *_OWN_KEYS], n=1)
-    return close[0] if close else None
+    return closest_setting(key, [*SETTING_KEYS, *_OWN_KEYS])
 
 
 # ------------------------------------------------------------- processes

@@ -7,9 +7,9 @@ id                      what
 ``raftredis.E002``      ``KIND`` is missing or not a valid kind name
 ``raftredis.E003``      ``URL`` (or ``$REDIS_URL``) is not a Redis URL
 ``raftredis.E004``      the timings cannot work (``LEASE_TTL``, ``RENEW_*``...)
-``raftredis.E005``      ``PREFIX``, ``ID``, ``MAX_MESSAGE_BYTES`` or ``META``
+``raftredis.E005``      any other setting (``PREFIX``, ``META``, ``SECRET``...)
 ``raftredis.E006``      ``AUTOSTART`` or ``START_IN_COMMANDS``
-``raftredis.W001``      an unknown key (a typo?)
+``raftredis.E007``      a key that is not a setting (a typo?)
 ======================  ====================================================
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 from django.core import checks
 
 from .. import TIMING_KEYS
-from . import load_settings, suggest_key
+from . import _OWN_KEYS, load_settings
 
 __all__ = ["check_settings"]
 
@@ -29,33 +29,20 @@ _IDS = {
     "KIND": "raftredis.E002",
     "URL": "raftredis.E003",
     **dict.fromkeys(TIMING_KEYS, "raftredis.E004"),
-    **dict.fromkeys(("PREFIX", "ID", "MAX_MESSAGE_BYTES", "META"), "raftredis.E005"),
-    **dict.fromkeys(("AUTOSTART", "START_IN_COMMANDS"), "raftredis.E006"),
-}
+    **dict.fromkeys(_OWN_KEYS, "raftredis.E006"),
+}  # any other setting: E005
 _WHERE = "settings.RAFTREDIS"
 
 
 @checks.register("raftredis")
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """Errors for settings that cannot work, warnings for unknown keys. No I/O."""
-    config = load_settings()
-    messages: list[Any] = [
+    """An error for each setting that cannot work and each key that is not one. No I/O."""
+    return [
         checks.Error(
             problem.message,
             hint=problem.hint or None,
             obj=_WHERE,
-            id=_IDS.get(problem.key, "raftredis.E005"),
+            id="raftredis.E007" if problem.unknown else _IDS.get(problem.key, "raftredis.E005"),
         )
-        for problem in config.problems
+        for problem in load_settings().problems
     ]
-    for key in config.unknown_keys:
-        close = suggest_key(key)
-        messages.append(
-            checks.Warning(
-                f"settings.RAFTREDIS has an unknown key {key!r}; it is ignored",
-                hint=f"did you mean {close!r}?" if close else None,
-                obj=_WHERE,
-                id="raftredis.W001",
-            )
-        )
-    return messages
