@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import signals
 from .candidate import Candidate
+from .client import Client
 from .errors import (
     BackendError,
     BatchError,
@@ -32,6 +33,7 @@ __all__ = [
     "BackendError",
     "BatchError",
     "Candidate",
+    "Client",
     "ConfigurationError",
     "Instance",
     "LeaderTimeoutError",

@@ -1,6 +1,7 @@
 """Read a kind's state from Redis without joining it: the leader, the members, their meta.
 
-Used by the ``raftredis`` command line and the Flask and Django status commands.
+Used by :class:`~raftredis.Client`, the ``raftredis`` command line and the
+Flask and Django status commands.
 
 An observer only reads. It does not register, campaign, or prune expired
 members (the Candidates' scripts do that), so it never shows up in the kind
@@ -19,10 +20,19 @@ from typing import Any
 import redis as redis_py
 
 from .connection import connection_spec
+from .models import Instance, State
 from .store import KeySpace, LeaseRecord, parse_lease
 from .wire import WireError, decode_record
 
-__all__ = ["LeaderView", "MemberView", "Snapshot", "read_kind", "read_snapshot"]
+__all__ = [
+    "LeaderView",
+    "MemberView",
+    "Snapshot",
+    "read_instances",
+    "read_kind",
+    "read_leader",
+    "read_snapshot",
+]
 
 
 @dataclass(frozen=True)
@@ -156,6 +166,53 @@ def read_snapshot(client: redis_py.Redis, keys: KeySpace) -> Snapshot:
         term=int(term_text) if term_text.isdigit() else None,
         members=tuple(members),
     )
+
+
+def read_instances(client: redis_py.Redis, keys: KeySpace) -> list[Instance]:
+    """The live members as ``Candidate.get_instances()`` lists them, read with
+    :func:`read_snapshot` (one ``MULTI``/``EXEC``, nothing pruned or written).
+
+    In order of joining. A member without a readable record has ``meta``
+    None and ``joined_at`` and ``last_seen`` 0.0, and comes last.
+    """
+    snapshot = read_snapshot(client, keys)
+    return [
+        Instance(
+            m.id,
+            m.meta,
+            State.LEADER if m.is_leader else State.FOLLOWER,
+            0.0 if m.joined_at is None else m.joined_at,
+            0.0 if m.last_seen is None else m.last_seen,
+        )
+        for m in snapshot.members
+    ]
+
+
+def read_leader(client: redis_py.Redis, keys: KeySpace) -> Instance | None:
+    """The lease holder as ``Candidate.get_leader()`` gives it, changing nothing.
+
+    Two round trips, O(1) whatever the size of the kind: the lease, then the
+    holder's record and membership score together. None when nobody holds
+    the lease (or the lease key holds junk). Raises redis-py's errors when
+    Redis fails.
+    """
+    pipe = client.pipeline(transaction=False)  # a key of the wrong type reads as no lease
+    pipe.get(keys.leader)
+    lease = parse_lease(_ok(pipe.execute(raise_on_error=False)[0], None))
+    if lease is None:
+        return None
+    pipe = client.pipeline(transaction=True)
+    pipe.hget(keys.meta, lease.holder)
+    pipe.zscore(keys.members, lease.holder)
+    raw, score = (_ok(reply, None) for reply in pipe.execute(raise_on_error=False))
+    try:
+        record = decode_record(raw)
+    except WireError:
+        return Instance(lease.holder, None, State.LEADER, 0.0, 0.0)
+    last_seen = record.joined_at  # a holder that is no longer a member
+    if isinstance(score, (int, float)) and math.isfinite(score):
+        last_seen = score / 1000.0 - record.ttl  # refreshed ttl seconds before it would expire
+    return record.instance(lease.holder, State.LEADER, last_seen)
 
 
 def _member(

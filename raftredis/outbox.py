@@ -42,7 +42,7 @@ class Outgoing(NamedTuple):
 
 
 class Outbox:
-    """Prepares and publishes one Candidate's messages."""
+    """Prepares and publishes the messages of one Candidate (or Client)."""
 
     def __init__(
         self,
@@ -54,8 +54,12 @@ class Outbox:
         *,
         stamp: Callable[[], tuple[int, bool]],
         sign: Callable[[bytes], bytes] | None = None,
+        subscribed: bool = True,
     ) -> None:
         self._keys = keys
+        # A Candidate's own listener hears its broadcasts (and messages to its own
+        # id), and PUBLISH counts it: it is subtracted. A Client subscribes to nothing.
+        self._subscribed = subscribed
         self._id = member_id
         self._sender = sender
         self._writer = EnvelopeWriter(keys.kind, member_id, max_bytes, sign)
@@ -78,10 +82,11 @@ class Outbox:
             return Outgoing(command, scope, False, len(data))
         if scope is Scope.DIRECT:
             assert instance_id is not None
-            echoes = instance_id == self._id
+            echoes = self._subscribed and instance_id == self._id
             command = (keys.publish_command, keys.inbox(instance_id), data)
             return Outgoing(command, scope, echoes, len(data))
-        return Outgoing((keys.publish_command, self._channels[scope], data), scope, True, len(data))
+        command = (keys.publish_command, self._channels[scope], data)
+        return Outgoing(command, scope, self._subscribed, len(data))
 
     def send(self, outgoing: Outgoing) -> int:
         """Publish one message; how many other instances received it."""
@@ -173,7 +178,8 @@ def _chunks(batch: Sequence[Outgoing]) -> list[Sequence[Outgoing]]:
 class MessageBatch:
     """Messages collected to be published together: one round trip per 1,000 messages.
 
-    Get one from :meth:`Candidate.batch() <raftredis.Candidate.batch>`, add
+    Get one from :meth:`Candidate.batch() <raftredis.Candidate.batch>` (or
+    :meth:`Client.batch() <raftredis.Client.batch>`), add
     messages with the same methods a Candidate has, then call :meth:`send`::
 
         batch = candidate.batch()

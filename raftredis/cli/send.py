@@ -1,4 +1,4 @@
-"""``raftredis send``: send one JSON message to instances of a kind."""
+"""``raftredis send``: send one JSON message to instances of a kind, without joining it."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import uuid
 
 import click
 
-from ..candidate import Candidate
+from ..client import Client
 from ..errors import BackendError, MessageError
-from .common import CliError, check_reachable, redis_failure
+from .common import CONNECT_TIMEOUT, CliError, redis_failure
 from .options import Target, json_value, target_options
 
 __all__ = ["send"]
@@ -35,39 +35,40 @@ def send(
     """Send PAYLOAD, a JSON value, and print how many instances received it.
 
     Give exactly one of --to ID, --all, --leader, --followers. A string must be
-    quoted as JSON: '"hello"'. The message goes out through a short-lived
-    Candidate that joins the kind, sends, and leaves (so it is counted by none of
-    the sends, and if the kind has no leader it briefly leads itself). With
-    --json, print {"received": N}. Delivery is at most once: 0 means nobody got it.
+    quoted as JSON: '"hello"'. The message goes out through a raftredis Client,
+    which does not join the kind: the instances see a message from a follower
+    whose sender id is raftredis-cli-<random>, and nothing else (no join, no
+    election). With --json, print {"received": N}. Delivery is at most once: 0
+    means nobody got it.
     """
     chosen = [flag for flag, on in zip(_ADDRESSES, (to_id, to_all, to_leader, to_followers)) if on]
     if len(chosen) != 1:
         raise click.UsageError("give exactly one of --to ID, --all, --leader, --followers")
     value = json_value(payload, "PAYLOAD")
-    check_reachable(target.url)
-    sender = Candidate(
+    # No PING first: a Redis that cannot be reached fails the send itself, with
+    # the same one-line message, one round trip sooner.
+    client = Client(
         redis=target.url,
         kind=target.kind,
         key_prefix=target.prefix,
         id=f"raftredis-cli-{uuid.uuid4().hex[:12]}",
-        meta={"raftredis-cli": "send"},
+        socket_timeout=CONNECT_TIMEOUT,
     )
     try:
-        sender.start()
         if to_id is not None:
-            received = sender.message_to(to_id, value)
+            received = client.message_to(to_id, value)
         elif to_all:
-            received = sender.message_all(value)
+            received = client.message_all(value)
         elif to_leader:
-            received = sender.message_leader(value)
+            received = client.message_leader(value)
         else:
-            received = sender.message_followers(value)
+            received = client.message_followers(value)
     except MessageError as exc:
         raise CliError(str(exc), code=2) from exc
     except BackendError as exc:
         raise redis_failure(target.url, exc) from exc
     finally:
-        sender.stop()
+        client.close()
     if target.as_json:
         click.echo(json.dumps({"received": received}))
     else:

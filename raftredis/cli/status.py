@@ -6,12 +6,10 @@ import json
 
 import click
 import redis
-from rich.console import Console
 
 from ..observe import read_snapshot
 from .common import open_client, redis_failure
 from .options import Target, target_options
-from .render import snapshot_table
 
 __all__ = ["status"]
 
@@ -25,6 +23,8 @@ def status(target: Target) -> int:
     {"id", "term", "expires_in"} or null, "term", "members": [{"id", "state",
     "term", "meta", "joined_at", "last_seen", "expires_in"}]}.
     """
+    # The read a Client's get_instances() makes too (observe.py), with the
+    # server's TIME: one MULTI/EXEC that writes nothing.
     client = open_client(target.url, target.keys)
     try:
         snapshot = read_snapshot(client, target.keys)
@@ -35,6 +35,11 @@ def status(target: Target) -> int:
     if target.as_json:
         click.echo(json.dumps(snapshot.to_json()))
     else:
+        # Only the table needs rich (tens of ms to import).
+        from rich.console import Console
+
+        from .render import snapshot_table
+
         caption = None if snapshot.term is None else f"highest term started: {snapshot.term}"
         Console().print(snapshot_table(snapshot, caption))
     return 0

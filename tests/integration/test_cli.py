@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from cli_helpers import (
     CHILD_SOURCE,
     TOOL,
@@ -161,8 +162,43 @@ def test_send_to_one_all_leader_and_followers(
     assert result.json()["received"] >= 1  # counts the leader too, which drops it
     wait_until(lambda: payloads(follower) == [{"n": 1}, [2], 4])
     assert payloads(leader) == [[2], "three"]
-    # The short-lived sender left again.
+    # The sender never joined.
     assert {i.id for i in leader.get_instances()} == {leader.id, follower.id}
+
+
+def test_send_does_not_join_the_kind(
+    cluster: Cluster, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The running Candidate gets the message, from a raftredis-cli-... sender that is not
+    the leader, and no instance_joined or instance_left; it stays the only member, and leader."""
+    worker = cluster.start()
+    recorder = SignalRecorder().connect(worker, "instance_joined", "instance_left", "message")
+    args = ["send", "--url", redis_url, "--kind", cluster.kind]
+    result = cli(capsys, *args, "--all", '"hi"', "--json")
+    assert (result.code, result.json()) == (0, {"received": 1}), result.err
+    message = recorder.wait_for("message").kwargs["message"]
+    assert message.sender_id.startswith("raftredis-cli-")
+    assert (message.payload, message.from_leader) == ("hi", False)
+    # Notices arrive in the order they were published: once a later join and leave
+    # are heard, any notice the send had published would have been heard before.
+    probe = cluster.start()
+    recorder.wait_for("instance_joined", lambda e: e.kwargs["instance"].id == probe.id)
+    probe.stop()
+    recorder.wait_for("instance_left", lambda e: e.kwargs["instance_id"] == probe.id)
+    assert [e.kwargs["instance"].id for e in recorder.of("instance_joined")] == [probe.id]
+    assert [e.kwargs["instance_id"] for e in recorder.of("instance_left")] == [probe.id]
+    assert worker.is_leader
+    assert [i.id for i in worker.get_instances()] == [worker.id]
+
+
+def test_send_to_an_empty_kind_creates_no_key(
+    redis_url: str, redis_client: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nobody to receive it, and nobody created: no member, no term, no lease, no key."""
+    for address in (["--all"], ["--leader"], ["--followers"], ["--to", "someone"]):
+        result = cli(capsys, "send", "--url", redis_url, "--kind", "nobody", *address, "1")
+        assert (result.code, result.out) == (0, "received by 0 instances\n"), result.err
+    assert redis_client.keys("*") == []
 
 
 # -------------------------------------------------------------------- watch
