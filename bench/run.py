@@ -28,13 +28,14 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import raftredis
-from bench import common, discovery, failover, handover, messaging, redis_cost, scale
+from bench import common, discovery, failover, handover, lifecycle, messaging, redis_cost, scale
 from bench.common import Config, Figure, log, table
 from raftredis.testing import RedisServer, find_redis_server
 from raftredis.timing import Timings
 
 BENCHMARKS: dict[str, Callable[[Config], list[Figure]]] = {
     "handover": handover.run,
+    "lifecycle": lifecycle.run,
     "failover": failover.run,
     "messaging": messaging.run,
     "redis_cost": redis_cost.run,
@@ -55,6 +56,7 @@ def settings(cfg: Config) -> dict[str, Any]:
         "default_timings": asdict(Timings()),
         "lease_ttl": {
             "handover": 3.0,
+            "lifecycle": 3.0,
             "failover": list(cfg.pick((1.0,), (1.0, 3.0, 10.0))),
             "messaging": 3.0,
             "redis_cost": 3.0,

@@ -329,7 +329,8 @@ class _Worker:
     def _take_one(self) -> None:
         keys = self.keys
         try:
-            reply: Any = self.client.brpop([keys.jobs], timeout=0.5)
+            # (redis-py 5 annotates the timeout as an int)
+            reply: Any = self.client.brpop([keys.jobs], timeout=0.5)  # type: ignore[arg-type, unused-ignore]
         except redis.RedisError as exc:
             log.warning("taking a job failed: %s", exc)
             self.stop.wait(0.2)

