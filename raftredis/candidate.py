@@ -33,10 +33,12 @@ from .election import ControlReceived, Election, Emit, Reconnected, ReelectReque
 from .errors import (
     BackendError,
     ConfigurationError,
+    EvictionWarning,
     LeaderTimeoutError,
     MessageError,
     NotRunningError,
     ProtocolError,
+    RefusedError,
 )
 from .heartbeat import HeartbeatLoop
 from .inbox import Inbox
@@ -452,6 +454,7 @@ class Candidate:
             on_emit=self._emit,
             on_change=self._notify,
             on_backend_error=self._heartbeat_failed,
+            on_report=self._report_async,
             name=self._thread_name("heartbeat"),
             min_replicas=self._min_replicas,
         )
@@ -472,6 +475,36 @@ class Candidate:
                 f"could not start: no election result from Redis at {describe(self._spec)} "
                 f"within {limit:g} s{why}"
             ) from error
+        self._warn_if_redis_may_evict(store)
+
+    def _warn_if_redis_may_evict(self, store: RedisStore) -> None:
+        """Report (``error`` signal, and the log) a Redis that may evict raftredis' keys."""
+        settings = store.memory_settings()
+        if settings.refused is not None:
+            error = RefusedError(
+                f"could not check whether Redis may evict raftredis' keys ({settings.refused}): "
+                "give raftredis' Redis user +info (see docs/production.md#acl); until then "
+                "the leader also updates its lease's copy at every renew, to be safe"
+            )
+            log.warning("raftredis: %s", error)
+            self._report_async(error)
+            return
+        if not settings.may_evict:
+            return
+        assert settings.policy is not None and settings.maxmemory is not None
+        message = (
+            f"Redis at {describe(self._spec)} may evict keys (maxmemory {settings.maxmemory} "
+            f"bytes, maxmemory-policy {settings.policy}): raftredis keeps one leader through "
+            "evictions of its lease, but with an allkeys-* policy (or a FLUSHALL) an instance "
+            "starting just then can lead beside the leader until the leader's next renew. Set "
+            "maxmemory-policy noeviction, or give raftredis a Redis of its own (another "
+            "database of the same server does not help: eviction picks from all of them). "
+            "See docs/production.md#redis-memory"
+        )
+        log.warning("raftredis: %s", message)
+        self._report_async(
+            EvictionWarning(message, policy=settings.policy, maxmemory=settings.maxmemory)
+        )
 
     def _role_known(self) -> bool:
         e = self._election

@@ -135,11 +135,13 @@ class HeartbeatResult:
 
 @dataclass(frozen=True)
 class BackendFailed:
-    """A command could not be carried out (Redis unreachable, timed out, error)."""
+    """A command could not be carried out: Redis unreachable, timed out, or (``refused``)
+    it answered with an error (out of memory, a read-only replica...)."""
 
     now: float
     command: Command
     error: str = ""
+    refused: bool = False
 
 
 @dataclass(frozen=True)
@@ -452,15 +454,27 @@ class Election:
             return out
         lease = ev.lease
         if self.state is State.LEADER:
-            if lease is None or lease.holder != self.my_id:
-                out += self._demote(lease.holder if lease else None, lease.term if lease else None)
-                if lease is not None:
-                    out += self._follow(ev.now, lease)
-                else:
-                    self._next_acquire = ev.now + self._jitter()
+            if lease is None:
+                # No lease key: given up by nobody (we lead), so lost by Redis (evicted,
+                # flushed). Renew now: that puts it back while it is ours, or says whose
+                # it is (see renew.lua).
+                self._next_renew = ev.now
+            elif lease.holder != self.my_id:
+                out += self._demote(lease.holder, lease.term)
+                out += self._follow(ev.now, lease)
             return out
         if lease is not None:
             self._see_term(lease.term)
+        if lease is None and self.lease_expires is not None and ev.now < self.lease_expires:
+            # Redis shows no lease, but the one we saw has not run out, and nobody said
+            # it was given up (a resign notice would have): it may have been evicted or
+            # flushed, not freed. It is held until it would have run out, and one renew
+            # interval more, so that its leader's next renew can put it back first; the
+            # campaign then asks Redis, whose copy of the lease may say more.
+            later = self.lease_expires + self.timings.renew_interval + self._jitter()
+            if self._next_acquire is None or self._next_acquire < later:
+                self._next_acquire = later
+            return out
         if lease is None:
             self.lease_expires = None
             out += self._set_leader(None)
@@ -477,6 +491,15 @@ class Election:
         t = self.timings
         cmd = ev.command
         if isinstance(cmd, Renew):
+            if ev.refused and self.state is State.LEADER:
+                # Redis answered, and will not extend the lease (out of memory, a
+                # demoted primary...): lead no longer on a lease it may not keep. The
+                # lease runs out by itself; campaign once it has.
+                deadline = self.lease_deadline or ev.now
+                out = self._demote(leader=None)
+                self.lease_expires = deadline + (t.lease_ttl - t.renew_deadline)
+                self._next_acquire = self.lease_expires + self._jitter()
+                return out
             # Retry soon; the deadline check in _on_tick demotes if it keeps failing.
             self._next_renew = ev.now + t.renew_interval / 2
             return []

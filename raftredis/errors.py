@@ -7,7 +7,13 @@ The tree::
     ├── NotRunningError (RuntimeError)    call needs a started, unforked Candidate
     ├── MessageError (ValueError)         payload not JSON, or too large
     ├── BackendError                      Redis could not be reached or failed
-    │   └── BatchError                    ... part way through a MessageBatch
+    │   ├── BatchError                    ... part way through a MessageBatch
+    │   ├── RefusedError                  ... answered with an error (out of
+    │   │                                 memory, read-only replica...)
+    │   └── LeaseVanishedError            the lease vanished from Redis before
+    │                                     it ran out (evicted, flushed; reported)
+    ├── EvictionWarning                   Redis may evict raftredis' keys
+    │                                     (reported at start)
     ├── LeaderTimeoutError (TimeoutError) wait_for_leader() ran out of time
     ├── ProtocolError                     something on the kind's channels was
     │                                     dropped (reported, never raised)
@@ -16,9 +22,10 @@ The tree::
     └── SignalOverflowError               state signals were dropped because
                                           the dispatch queue was full (reported)
 
-The last three are never raised into user code: they arrive on the
-``error_occurred`` signal (seed name ``"error"``), with the original
-exception, if any, as ``__cause__``.
+``ProtocolError``, ``ReceiverError``, ``SignalOverflowError``,
+``LeaseVanishedError`` and ``EvictionWarning`` are never raised into user
+code: they arrive on the ``error_occurred`` signal (seed name ``"error"``),
+with the original exception, if any, as ``__cause__``.
 """
 
 from __future__ import annotations
@@ -27,12 +34,15 @@ __all__ = [
     "BackendError",
     "BatchError",
     "ConfigurationError",
+    "EvictionWarning",
     "LeaderTimeoutError",
+    "LeaseVanishedError",
     "MessageError",
     "NotRunningError",
     "ProtocolError",
     "RaftRedisError",
     "ReceiverError",
+    "RefusedError",
     "SignalOverflowError",
 ]
 
@@ -72,6 +82,49 @@ class BatchError(BackendError):
         super().__init__(message)
         self.counts = counts
         self.not_sent = not_sent
+
+
+class RefusedError(BackendError):
+    """Redis answered a command with an error: out of memory (``OOM``), a read-only
+    replica (``READONLY``), loading, busy...
+
+    An answer, not silence: a leader whose renew is refused stops leading at
+    once, and a follower whose campaign is refused takes no lease.
+    """
+
+
+class LeaseVanishedError(BackendError):
+    """Reported when the lease vanished from Redis before it ran out, without a resign.
+
+    A Redis that evicts keys (``maxmemory`` with a ``volatile-*`` or
+    ``allkeys-*`` policy) or an admin's ``FLUSHALL`` does that. ``restored``
+    says whether the leader put its lease back (it still held it) or gave
+    it up; ``cause`` is the likely cause, read from Redis (``INFO``) where
+    the ACL allows. Reported once, then at most once a minute with a count.
+    """
+
+    def __init__(self, message: str, *, term: int, restored: bool, cause: str) -> None:
+        super().__init__(message)
+        self.term = term
+        self.restored = restored
+        self.cause = cause
+
+
+class EvictionWarning(RaftRedisError):
+    """Reported by ``start()``: this Redis may evict raftredis' keys.
+
+    It has a ``maxmemory`` and a ``maxmemory-policy`` other than
+    ``noeviction``. raftredis keeps one leader through evictions of its
+    lease (see docs/production.md, "Redis memory"), but with an ``allkeys-*``
+    policy or a ``FLUSHALL`` an instance that starts just then can lead
+    beside the leader until the leader's next renew. ``policy`` and
+    ``maxmemory`` (bytes) are what Redis said.
+    """
+
+    def __init__(self, message: str, *, policy: str, maxmemory: int) -> None:
+        super().__init__(message)
+        self.policy = policy
+        self.maxmemory = maxmemory
 
 
 class LeaderTimeoutError(RaftRedisError, TimeoutError):

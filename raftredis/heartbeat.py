@@ -36,7 +36,7 @@ from .election import (
     Start,
     Tick,
 )
-from .errors import BackendError
+from .errors import BackendError, LeaseVanishedError, RefusedError
 from .store import LeaseRecord, RedisStore
 from .timing import Timings
 
@@ -44,14 +44,18 @@ __all__ = ["HeartbeatLoop"]
 
 log = logging.getLogger("raftredis")
 
+#: After reporting a vanished lease, further ones are counted and reported at most this often.
+VANISHED_REPORT_INTERVAL = 60.0
+
 
 class HeartbeatLoop:
     """Runs one Election against Redis on a dedicated thread.
 
     Other threads talk to it only through :meth:`post`. ``on_emit`` receives
     every :class:`Emit` (on this thread; it must not block), ``on_change``
-    is called after every event so waiters can re-check the state, and
-    ``on_backend_error`` once per run of failures.
+    is called after every event so waiters can re-check the state,
+    ``on_backend_error`` once per run of failures, and ``on_report`` gets
+    what is worth reporting but is no failure (a lease Redis lost).
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class HeartbeatLoop:
         on_emit: Callable[[Emit], None],
         on_change: Callable[[], None],
         on_backend_error: Callable[[BackendError], None],
+        on_report: Callable[[BaseException], None] = lambda error: None,
         name: str,
         monotonic: Callable[[], float] = time.monotonic,
         min_replicas: int = 0,
@@ -78,7 +83,18 @@ class HeartbeatLoop:
         self._on_emit = on_emit
         self._on_change = on_change
         self._on_backend_error = on_backend_error
+        self._on_report = on_report
         self._monotonic = monotonic
+        #: The expiry (server ms) of the lease value this instance wrote last.
+        self._lease_expires_ms = 0
+        #: Update the lease's copy at each renew: needed where Redis may evict
+        #: (see KeySpace.leader_copy). True until Redis is known not to evict, and
+        #: checked again every clock_sync_interval while leading.
+        self.keep_lease_copy = True
+        self._next_memory_check = float("-inf")
+        self._evicted_keys: int | None = None  # Redis' evicted_keys when last read
+        self._vanished_unreported = 0
+        self._next_vanished_report = float("-inf")
         self._inbox: queue.SimpleQueue[tuple[Event, threading.Event | None]] = queue.SimpleQueue()
         self._failing = False
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -144,7 +160,8 @@ class HeartbeatLoop:
                 self._failing = True
                 log.warning("raftredis: %s", exc)
                 self._on_backend_error(exc)
-            return BackendFailed(self._monotonic(), command, str(exc))
+            refused = isinstance(exc, RefusedError)
+            return BackendFailed(self._monotonic(), command, str(exc), refused=refused)
         if self._failing:
             self._failing = False
             log.info("raftredis: Redis answers again")
@@ -158,11 +175,23 @@ class HeartbeatLoop:
             acquired = store.acquire(command.known_term, ttl_ms)
             if acquired.acquired and self._min_replicas > 0:
                 self._require_replicas(acquired.lease.term)
+            if acquired.lease.holder == store.member_id:
+                self._lease_expires_ms = acquired.lease.expires_ms
             held = self._lease(acquired.lease, acquired.remaining_ms / 1000.0)
             return AcquireResult(self._monotonic(), sent_at, held)
         if isinstance(command, Renew):
+            self._check_memory_settings()
             expires_ms = self._clock.now_ms() + ttl_ms
-            renewed = store.renew(command.term, ttl_ms, expires_ms)
+            renewed = store.renew(
+                command.term, ttl_ms, expires_ms, self._lease_expires_ms, self.keep_lease_copy
+            )
+            if renewed.renewed:
+                self._lease_expires_ms = expires_ms
+                if renewed.restored:
+                    self._lease_vanished(command.term, restored=True)
+            elif renewed.lease is None and self._clock.now_ms() < self._lease_expires_ms:
+                # No lease, and ours had not run out: not given up, lost by Redis.
+                self._lease_vanished(command.term, restored=False)
             other = None
             if renewed.lease is not None:
                 other = self._lease(renewed.lease, renewed.remaining_ms / 1000.0)
@@ -216,6 +245,57 @@ class HeartbeatLoop:
             f"the lease of term {term} reached {acked} of min_replicas={wanted} "
             f"replica(s) within {wait_ms} ms{why}; gave it up"
         )
+
+    def _check_memory_settings(self) -> None:
+        """Now and then while leading: may Redis evict (its policy can change at runtime)?"""
+        now = self._monotonic()
+        if now < self._next_memory_check:
+            return
+        self._next_memory_check = now + self._timings.clock_sync_interval
+        settings = self._store.memory_settings()
+        # Unknown (INFO and CONFIG denied): keep the copy, to be safe.
+        self.keep_lease_copy = settings.may_evict or settings.policy is None
+        self._evicted_keys = settings.evicted_keys
+
+    def _lease_vanished(self, term: int, *, restored: bool) -> None:
+        """Report a lease Redis lost: at once, then at most once per interval, with a count."""
+        self._vanished_unreported += 1
+        now = self._monotonic()
+        if now < self._next_vanished_report:
+            return
+        count, self._vanished_unreported = self._vanished_unreported, 0
+        self._next_vanished_report = now + VANISHED_REPORT_INTERVAL
+        cause = self._vanished_cause()
+        outcome = (
+            "it was still ours, so it was put back"
+            if restored
+            else "another instance may have taken it, so this one stopped leading"
+        )
+        times = "" if count == 1 else f" ({count} times since the last report)"
+        message = (
+            f"the lease of term {term} vanished from Redis before it ran out{times}: "
+            f"{outcome}. Likely cause: {cause}. See docs/production.md#redis-memory"
+        )
+        log.warning("raftredis: %s", message)
+        self._on_report(LeaseVanishedError(message, term=term, restored=restored, cause=cause))
+
+    def _vanished_cause(self) -> str:
+        """Why the lease vanished, as far as Redis' INFO can tell."""
+        settings = self._store.memory_settings()
+        before, self._evicted_keys = self._evicted_keys, settings.evicted_keys
+        if settings.policy is None:
+            return (
+                "evicted (maxmemory) or deleted (FLUSHALL, FLUSHDB, DEL); this Redis user "
+                "may not read INFO or CONFIG to tell which"
+            )
+        limit = f"maxmemory {settings.maxmemory} bytes, maxmemory-policy {settings.policy}"
+        if not settings.may_evict:
+            return f"deleted (FLUSHALL, FLUSHDB, DEL): this Redis does not evict ({limit})"
+        fix = "set maxmemory-policy noeviction, or give raftredis a Redis of its own"
+        evicted = settings.evicted_keys
+        if before is not None and evicted is not None and evicted > before:
+            return f"evicted: Redis evicted {evicted - before} keys lately ({limit}); {fix}"
+        return f"evicted or deleted (FLUSHALL, FLUSHDB, DEL) ({limit}); {fix}"
 
     @staticmethod
     def _lease(record: LeaseRecord, remaining: float) -> Lease:

@@ -141,12 +141,14 @@ def read_snapshot(client: redis_py.Redis, keys: KeySpace) -> Snapshot:
     pipe.hgetall(keys.meta)
     pipe.get(keys.leader)
     pipe.get(keys.term)
-    now_reply, member_rows, records, lease_value, term_value = pipe.execute(raise_on_error=False)
+    pipe.get(keys.leader_copy)
+    replies = pipe.execute(raise_on_error=False)
+    now_reply, member_rows, records, lease_value, term_value, copy_value = replies
     if isinstance(now_reply, Exception):
         raise now_reply
     seconds, micros = now_reply
     now_ms = int(seconds) * 1000 + int(micros) // 1000
-    lease = parse_lease(_ok(lease_value, None))
+    lease = _held(_ok(lease_value, None), _ok(copy_value, None), now_ms)
     records = {_text(k): v for k, v in _ok(records, {}).items()}
     members = [
         _member(_text(member), score, records.get(_text(member)), lease)
@@ -198,7 +200,13 @@ def read_leader(client: redis_py.Redis, keys: KeySpace) -> Instance | None:
     """
     pipe = client.pipeline(transaction=False)  # a key of the wrong type reads as no lease
     pipe.get(keys.leader)
-    lease = parse_lease(_ok(pipe.execute(raise_on_error=False)[0], None))
+    pipe.get(keys.leader_copy)
+    pipe.time()
+    lease_value, copy_value, now_reply = pipe.execute(raise_on_error=False)
+    if isinstance(now_reply, Exception):
+        raise now_reply
+    now_ms = int(now_reply[0]) * 1000 + int(now_reply[1]) // 1000
+    lease = _held(_ok(lease_value, None), _ok(copy_value, None), now_ms)
     if lease is None:
         return None
     pipe = client.pipeline(transaction=True)
@@ -213,6 +221,16 @@ def read_leader(client: redis_py.Redis, keys: KeySpace) -> Instance | None:
     if isinstance(score, (int, float)) and math.isfinite(score):
         last_seen = score / 1000.0 - record.ttl  # refreshed ttl seconds before it would expire
     return record.instance(lease.holder, State.LEADER, last_seen)
+
+
+def _held(lease_value: Any, copy_value: Any, now_ms: int) -> LeaseRecord | None:
+    """The lease in force: the lease key's, or its copy's while the copy has not run
+    out (the lease key vanished: evicted or flushed; see ``held_lease`` in the scripts)."""
+    lease = parse_lease(lease_value)
+    if lease is not None or lease_value is not None:
+        return lease
+    copy = parse_lease(copy_value)
+    return copy if copy is not None and copy.expires_ms > now_ms else None
 
 
 def _member(

@@ -77,7 +77,8 @@ class Outbox:
         keys = self._keys
         if scope is Scope.LEADER:
             command: tuple[Any, ...] = (
-                "EVALSHA", self._script_sha, 1, keys.leader, keys.inbox_prefix, data, self._id
+                "EVALSHA", self._script_sha, 2, keys.leader, keys.leader_copy,
+                keys.inbox_prefix, data, self._id
             )  # fmt: skip
             return Outgoing(command, scope, False, len(data))
         if scope is Scope.DIRECT:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import redis
 from redis.commands.core import Script
 
-from .errors import BackendError
+from .errors import BackendError, RefusedError
 
 __all__ = [
     "AcquireReply",
@@ -27,6 +27,7 @@ __all__ = [
     "LeaseRecord",
     "MemberRow",
     "MembersReply",
+    "MemorySettings",
     "RedisStore",
     "RenewReply",
     "parse_lease",
@@ -64,6 +65,13 @@ class KeySpace:
     @property
     def leader(self) -> str:
         return f"{self.base}:leader"
+
+    @property
+    def leader_copy(self) -> str:
+        """The lease's copy, without a TTL: eviction under a ``volatile-*`` policy
+        cannot take it, so a lease that vanished is known to be held until it
+        would have run out (see ``held_lease`` in ``lua/_lib.lua``)."""
+        return f"{self.base}:leader-copy"
 
     @property
     def term(self) -> str:
@@ -143,6 +151,8 @@ class AcquireReply:
     acquired: bool
     lease: LeaseRecord
     remaining_ms: int
+    #: Held by its copy: the lease key had vanished (evicted, flushed) before it ran out.
+    vanished: bool = False
 
 
 @dataclass(frozen=True)
@@ -150,6 +160,8 @@ class RenewReply:
     renewed: bool
     lease: LeaseRecord | None = None
     remaining_ms: int = 0
+    #: Renewed by putting back our lease, whose key had vanished before it ran out.
+    restored: bool = False
 
 
 @dataclass(frozen=True)
@@ -158,6 +170,22 @@ class HeartbeatReply:
     lease: LeaseRecord | None
     server_ms: int | None = None
     taken: bool = False
+
+
+@dataclass(frozen=True)
+class MemorySettings:
+    """Redis' memory limit (bytes, 0: none), eviction policy and count of evicted keys."""
+
+    maxmemory: int | None
+    policy: str | None
+    evicted_keys: int | None
+    #: Why they are unknown, when Redis refused INFO (an ACL without +info).
+    refused: str | None = None
+
+    @property
+    def may_evict(self) -> bool:
+        """True if Redis can evict keys: a memory limit and a policy other than noeviction."""
+        return bool(self.maxmemory) and self.policy not in (None, "noeviction")
 
 
 @dataclass(frozen=True)
@@ -218,6 +246,17 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 class RedisStore:
     """All Redis I/O of one Candidate.
 
@@ -241,6 +280,7 @@ class RedisStore:
         #: With a secret: signs a notice. The scripts then return their notices
         #: and this store publishes them, signed, right after the script.
         self.sign = sign
+        self._info_denied = False
         self._scripts: dict[str, Script] = {
             name: commands.register_script(text)
             for name, text in _SCRIPT_TEXT[keys.publish_command].items()
@@ -262,7 +302,7 @@ class RedisStore:
         k = self.keys
         now, added, lease = self._script(
             "heartbeat",
-            [k.members, k.meta, k.leader],
+            [k.members, k.meta, k.leader, k.leader_copy],
             [self.member_id, member_expiry_ms, record, k.control, mode, k.membership],
         )
         return HeartbeatReply(
@@ -288,21 +328,37 @@ class RedisStore:
     def acquire(self, known_term: int, ttl_ms: int) -> AcquireReply:
         """Take the lease if free; otherwise report who holds it."""
         k = self.keys
-        status, value, remaining = self._script(
-            "acquire", [k.leader, k.term], [self.member_id, known_term, ttl_ms, k.control]
+        reply = self._script(
+            "acquire",
+            [k.leader, k.term, k.leader_copy],
+            [self.member_id, known_term, ttl_ms, k.control],
         )
+        status, value, remaining = reply[:3]
         lease = parse_lease(value)
         if lease is None:
             raise BackendError(f"acquire returned an unreadable lease {value!r}")
-        return AcquireReply(_text(status) == "acquired", lease, int(remaining))
+        vanished = len(reply) > 3
+        return AcquireReply(_text(status) == "acquired", lease, int(remaining), vanished)
 
-    def renew(self, term: int, ttl_ms: int, expires_ms: int) -> RenewReply:
-        """Extend our lease if we still hold it."""
+    def renew(
+        self, term: int, ttl_ms: int, expires_ms: int, last_expires_ms: int, keep_copy: bool
+    ) -> RenewReply:
+        """Extend our lease if we still hold it (``last_expires_ms``: the expiry we
+        wrote last, so that a lease Redis lost is put back only if still good).
+
+        ``keep_copy``: update the lease's copy too (one more command), which a
+        Redis that may evict needs (see ``KeySpace.leader_copy``).
+        """
+        k = self.keys
         prefix = owner_prefix(term, self.member_id)
-        reply = self._script("renew", [self.keys.leader], [prefix, f"{prefix}{expires_ms}", ttl_ms])
+        reply = self._script(
+            "renew",
+            [k.leader, k.leader_copy, k.term],
+            [prefix, f"{prefix}{expires_ms}", ttl_ms, term, last_expires_ms, int(keep_copy)],
+        )
         status = _text(reply[0])
         if status == "renewed":
-            return RenewReply(True)
+            return RenewReply(True, restored=len(reply) > 1)
         if status == "taken":
             return RenewReply(False, parse_lease(reply[1]), int(reply[2]))
         return RenewReply(False)
@@ -311,7 +367,11 @@ class RedisStore:
         """Delete our lease of ``term`` if it is still ours; True if it was."""
         k = self.keys
         prefix = owner_prefix(term, self.member_id)
-        return bool(self._script("resign", [k.leader], [prefix, k.control, self.member_id, term]))
+        return bool(
+            self._script(
+                "resign", [k.leader, k.leader_copy], [prefix, k.control, self.member_id, term]
+            )
+        )
 
     def leave(self, term: int | None) -> None:
         """Resign (when ``term`` is given) and remove our membership."""
@@ -319,7 +379,7 @@ class RedisStore:
         prefix = "" if term is None else owner_prefix(term, self.member_id)
         self._script(
             "leave",
-            [k.leader, k.members, k.meta],
+            [k.leader, k.members, k.meta, k.leader_copy],
             [prefix, k.control, self.member_id, "" if term is None else term],
         )
 
@@ -328,7 +388,9 @@ class RedisStore:
     def members(self) -> MembersReply:
         """Prune, then every live member with its record, and the lease: one round trip."""
         k = self.keys
-        now, lease, flat = self._script("members", [k.members, k.meta, k.leader], [k.control])
+        now, lease, flat = self._script(
+            "members", [k.members, k.meta, k.leader, k.leader_copy], [k.control]
+        )
         rows = []
         for i in range(0, len(flat), 3):
             expires = _score_ms(flat[i + 1])
@@ -337,8 +399,47 @@ class RedisStore:
         return MembersReply(int(now), parse_lease(lease), rows)
 
     def lease(self) -> LeaseRecord | None:
-        """The current lease, read now."""
-        return parse_lease(self._call("reading the lease", self.commands.get, self.keys.leader))
+        """The lease in force now: the lease key, or its copy if the key vanished before
+        the lease ran out (by the server's clock). One round trip."""
+        k = self.keys
+
+        def run() -> list[Any]:
+            pipe = self.commands.pipeline(transaction=False)
+            pipe.get(k.leader)
+            pipe.get(k.leader_copy)
+            pipe.time()
+            replies: list[Any] = pipe.execute()
+            return replies
+
+        current, copy, (seconds, micros) = self._call("reading the lease", run)
+        lease = parse_lease(current)
+        if lease is not None or copy is None:
+            return lease
+        kept = parse_lease(copy)
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        return kept if kept is not None and kept.expires_ms > now_ms else None
+
+    def memory_settings(self) -> MemorySettings:
+        """What Redis' ``INFO`` says of its memory limit, eviction policy and evicted keys.
+
+        Unknown (Nones) when it fails; when the ACL denies ``INFO``, it is not
+        asked again by this store (each denial is an entry in ``ACL LOG``).
+        """
+        unknown = MemorySettings(None, None, None)
+        if self._info_denied:
+            return unknown
+        try:
+            info = self._call("reading INFO", self.commands.info)
+        except RefusedError as exc:
+            self._info_denied = True
+            return MemorySettings(None, None, None, refused=str(exc))
+        except BackendError:
+            return unknown
+        return MemorySettings(
+            _int_or_none(info.get("maxmemory")),
+            _text_or_none(info.get("maxmemory_policy")),
+            _int_or_none(info.get("evicted_keys")),
+        )
 
     def member(self, instance_id: str) -> tuple[bytes | None, int | None]:
         """One member's stored record and membership expiry (server ms), pipelined."""
@@ -403,6 +504,9 @@ class RedisStore:
     def _call(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except redis.ResponseError as exc:
+            # An error reply is an answer: Redis is there and said no (OOM, READONLY...).
+            raise RefusedError(f"Redis refused {what}: {exc}") from exc
         except redis.RedisError as exc:
             raise BackendError(f"Redis failed while {what}: {exc}") from exc
         except OSError as exc:

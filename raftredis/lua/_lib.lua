@@ -52,15 +52,48 @@ local function notice(channel, kind, id, term)
   return announce(channel, body .. '}')
 end
 
--- Delete the lease if `owner` ("<term> <id> ") still holds it; announce it.
-local function resign_if_mine(leader_key, owner, control, id, term)
+-- The lease key has a TTL, so a Redis whose maxmemory-policy is volatile-* (or
+-- allkeys-*) may evict it before it runs out, and FLUSHALL empties it. Every
+-- script that writes the lease also writes its copy, under a key without a TTL
+-- (which volatile-* eviction cannot take): while the copy says the lease has
+-- not run out by the server's clock, the lease is held, key or no key.
+
+-- Expiry (server ms) of a lease value, or nil if it is not one.
+local function lease_expiry(value)
+  return tonumber(string.match(value, '^%d+ %S+ (%d+)$'))
+end
+
+-- The lease in force: the lease key's value, or else its copy while the copy
+-- has not run out (and then true: the lease key had vanished). false: vacant
+-- (false, not nil, so that it can stand in a script's reply table).
+local function held_lease(leader_key, copy_key)
   local current = on_own_key(leader_key, 'GET', leader_key)
-  if current and string.sub(current, 1, #owner) == owner then
-    redis.call('DEL', leader_key)
-    notice(control, 'resigned', id, tonumber(term))
-    return 1
+  if current then
+    return current, false
   end
-  return 0
+  local copy = on_own_key(copy_key, 'GET', copy_key)
+  local expiry = copy and lease_expiry(copy)
+  if expiry and expiry > server_ms() then
+    return copy, true
+  end
+  return false, false
+end
+
+-- Delete the lease (and its copy) if `owner` ("<term> <id> ") still holds it;
+-- announce it.
+local function resign_if_mine(leader_key, copy_key, owner, control, id, term)
+  local mine = 0
+  for _, key in ipairs({leader_key, copy_key}) do
+    local value = on_own_key(key, 'GET', key)
+    if value and string.sub(value, 1, #owner) == owner then
+      redis.call('DEL', key)
+      mine = 1
+    end
+  end
+  if mine == 1 then
+    notice(control, 'resigned', id, tonumber(term))
+  end
+  return mine
 end
 
 -- Remove up to `limit` members whose expiry has passed, with their records,

@@ -1,5 +1,6 @@
--- members: prune, then list live members with their records, and the lease.
--- KEYS: 1 members, 2 meta, 3 leader
+-- members: prune, then list live members with their records, and the lease
+-- (or its copy, see held_lease).
+-- KEYS: 1 members, 2 meta, 3 leader, 4 leader copy
 -- ARGV: 1 control channel
 -- Returns {server ms, lease value or nil, {id, expiry ms, record or nil, ...}}.
 -- O(members of this kind); HMGET in batches keeps unpack() within Lua's stack.
@@ -21,4 +22,4 @@ for first = 1, #live / 2, batch_size do
     rows[#rows + 1] = records[j]
   end
 end
-return {now, on_own_key(KEYS[3], 'GET', KEYS[3]), rows}
+return {now, (held_lease(KEYS[3], KEYS[4])), rows}

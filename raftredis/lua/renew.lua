@@ -1,19 +1,51 @@
 -- renew: extend the lease, only if we still hold it.
--- KEYS: 1 leader
+-- KEYS: 1 leader, 2 leader copy, 3 term
 -- ARGV: 1 owner prefix "<term> <id> ", 2 new value (same prefix, new expiry),
---       3 lease ttl ms
--- Returns {"renewed"}, {"lost"} (no lease) or {"taken", value, pttl ms}.
+--       3 lease ttl ms, 4 our term, 5 the expiry (server ms) of the value we
+--       wrote last, 6 "1" to update the lease's copy (on a Redis that may
+--       evict; elsewhere the copy written by acquire goes stale, harmlessly:
+--       its expiry is never later than the lease's)
+-- Returns {"renewed"}, {"renewed", "restored"} (the lease key had vanished
+-- before it ran out, and is back), {"lost"} or {"taken", value, pttl ms}.
 -- One SET ... XX GET does the common case in a single call (GET + PEXPIRE
 -- would be two). When the lease is not ours the old value is put back, in the
 -- same atomic script, so nobody ever sees ours; the holder's lease then ends
 -- ttl from now, later than the holder itself believes: the safe direction.
 -- Safe to run twice.
 local old = on_own_key(KEYS[1], 'SET', KEYS[1], ARGV[2], 'XX', 'PX', ARGV[3], 'GET')
-if not old then
-  return {'lost'}
+if old then
+  if string.sub(old, 1, #ARGV[1]) == ARGV[1] then
+    if ARGV[6] == '1' then
+      redis.call('SET', KEYS[2], ARGV[2])
+    end
+    return {'renewed'}
+  end
+  redis.call('SET', KEYS[1], old, 'KEEPTTL')
+  return {'taken', old, tonumber(ARGV[3])}
 end
-if string.sub(old, 1, #ARGV[1]) == ARGV[1] then
-  return {'renewed'}
+-- No lease key: given up, run out, or lost by Redis (evicted, flushed).
+local now = server_ms()
+local copy = on_own_key(KEYS[2], 'GET', KEYS[2])
+if copy then
+  local expiry = lease_expiry(copy)
+  if not expiry or expiry <= now then
+    return {'lost'}
+  end
+  if string.sub(copy, 1, #ARGV[1]) ~= ARGV[1] then
+    return {'taken', copy, expiry - now}  -- another's lease, itself lost by Redis
+  end
+else
+  -- The copy is gone too (allkeys-* eviction, FLUSHALL). The lease is still
+  -- ours unless it would have run out by now, or a newer term was started
+  -- since (the term key has no TTL; if it is gone as well, nobody took one).
+  local stored = tonumber(on_own_key(KEYS[3], 'GET', KEYS[3]))
+  if tonumber(ARGV[5]) <= now or (stored and stored > tonumber(ARGV[4])) then
+    return {'lost'}
+  end
+  if not stored then
+    redis.call('SET', KEYS[3], ARGV[4])
+  end
 end
-redis.call('SET', KEYS[1], old, 'KEEPTTL')
-return {'taken', old, tonumber(ARGV[3])}
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2])
+return {'renewed', 'restored'}

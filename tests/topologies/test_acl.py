@@ -25,7 +25,7 @@ USER, PASSWORD = "raftredis", "change-me"
 RULE_TEXT = (
     "resetkeys resetchannels ~raftredis:* &raftredis:* -@all "
     "+evalsha +script|load +time +get +set +del +pttl +zadd +zrem +zrangebyscore +zscore "
-    "+hset +hget +hmget +hdel +publish +subscribe +multi +exec"
+    "+hset +hget +hmget +hdel +publish +subscribe +multi +exec +info"
 )
 RULES = RULE_TEXT.split()
 #: redis-py sends CLIENT SETINFO on every connection; Redis 7.0 does not know it

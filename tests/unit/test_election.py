@@ -174,6 +174,35 @@ class TestLeaderLease:
         assert wake is not None and wake <= 100.76 + T.vacancy_jitter
         assert Acquire(5) in e.handle(Tick(wake))
 
+    def test_refused_renew_demotes_at_once(self) -> None:
+        """An error reply (OOM, READONLY) is an answer: the leader steps down now, not at
+        its deadline, and campaigns only once its lease has run out in Redis."""
+        e = leader_at(100.0)
+        assert Renew(5) in e.handle(Tick(100.75))
+        out = e.handle(BackendFailed(100.76, Renew(5), "OOM", refused=True))
+        assert e.state is State.FOLLOWER and not e.is_leader(100.76)
+        assert "defeated" in signal_names(out)
+        expires = 100.0 + T.lease_ttl  # the lease in Redis, counted from the acquire
+        assert e.lease_expires == pytest.approx(expires)
+        assert e._next_acquire is not None and e._next_acquire >= expires
+        assert Acquire(5) not in io(e.handle(Tick(expires - 0.01)))
+
+    def test_unanswered_renew_keeps_leading_until_the_deadline(self) -> None:
+        """A timeout is silence, not an answer: retry until the deadline."""
+        e = leader_at(100.0)
+        e.handle(Tick(100.75))
+        e.handle(BackendFailed(100.76, Renew(5), "timeout", refused=False))
+        assert e.state is State.LEADER
+
+    def test_leader_reading_no_lease_renews_at_once(self) -> None:
+        """A leader's cross-check that finds no lease key (evicted, flushed) renews now:
+        the renew puts the lease back while it is ours, or says whose it is."""
+        e = leader_at(100.0)
+        out = e.handle(HeartbeatResult(100.3, True, None))
+        assert e.state is State.LEADER and out == []
+        assert e.next_wakeup == pytest.approx(100.3)
+        assert Renew(5) in e.handle(Tick(100.3))
+
     def test_late_acquire_reply_uses_remaining(self) -> None:
         """Our own stale lease with little left is not led on: it is resigned."""
         e = new_election()
@@ -218,14 +247,38 @@ class TestFollower:
         assert e._next_acquire is not None and e._next_acquire >= 101.51 + 2.9
 
     def test_heartbeat_seeing_vacancy_campaigns_soon(self) -> None:
-        """No lease in Redis: campaign within the jitter."""
-        e = follower_of(100.0)
-        e.handle(Tick(101.5))
-        out = e.handle(HeartbeatResult(101.51, True, None))
+        """No lease in Redis, and the one last seen has run out: campaign within the jitter."""
+        e = follower_of(100.0, remaining=1.0)
+        out = e.handle(Tick(101.0))
+        out += e.handle(HeartbeatResult(101.01, True, None))
         assert e.leader_id is None
         assert ("leader_changed", {"leader": None, "term": 5}) in emits(out)
+        if Acquire(5) not in io(out):
+            wake = e.next_wakeup
+            assert wake is not None and wake <= 101.01 + T.vacancy_jitter
+            assert Acquire(5) in e.handle(Tick(wake))
+
+    def test_a_lease_that_vanished_before_it_ran_out_is_held_until_then(self) -> None:
+        """No lease in Redis, but the one last seen has not run out and nobody resigned it:
+        Redis lost it (evicted, flushed). Follow its holder until it would have run out."""
+        e = follower_of(100.0, remaining=2.5)
+        e.handle(Tick(101.5))
+        out = e.handle(HeartbeatResult(101.51, True, None))
+        assert out == []
+        assert e.leader_id == OTHER and e.lease_expires == 102.5
         wake = e.next_wakeup
-        assert wake is not None and wake <= 101.51 + T.vacancy_jitter
+        assert wake is not None and wake >= 102.5
+        assert Acquire(5) not in io(e.handle(Tick(102.49)))
+        # ... and one renew interval more: its leader's renew may put it back first.
+        assert Acquire(5) not in io(e.handle(Tick(102.5 + T.renew_interval - 0.01)))
+        assert Acquire(5) in io(e.handle(Tick(102.5 + T.renew_interval + T.vacancy_jitter)))
+
+    def test_a_resign_notice_frees_a_vanished_lease_at_once(self) -> None:
+        e = follower_of(100.0, remaining=2.5)
+        e.handle(HeartbeatResult(100.5, True, None))
+        e.handle(ControlReceived(100.6, control(ControlType.RESIGNED, OTHER, 5)))
+        wake = e.next_wakeup
+        assert wake is not None and wake <= 100.6 + T.vacancy_jitter
         assert Acquire(5) in e.handle(Tick(wake))
 
     def test_resigned_notice_campaigns_at_once(self) -> None:
