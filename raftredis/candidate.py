@@ -376,7 +376,9 @@ class Candidate:
     def _start_error(self, exc: BaseException) -> BaseException:
         """What a failed start attempt raises: BackendError for Redis trouble."""
         if isinstance(exc, BackendError) and not str(exc).startswith("could not start"):
-            return BackendError(f"could not start: {exc}")  # raised from exc
+            # Say where: the store's messages name the step, not the server.
+            where = describe(self._spec)
+            return BackendError(f"could not start: Redis at {where}: {exc}")  # raised from exc
         if isinstance(exc, (BackendError, ConfigurationError)):
             return exc
         if isinstance(exc, (redis_py.RedisError, OSError, TimeoutError)):

@@ -35,14 +35,17 @@ if copy then
     return {'taken', copy, expiry - now}  -- another's lease, itself lost by Redis
   end
 else
-  -- The copy is gone too (allkeys-* eviction, FLUSHALL). The lease is still
-  -- ours unless it would have run out by now, or a newer term was started
-  -- since (the term key has no TTL; if it is gone as well, nobody took one).
+  -- The copy is gone too (allkeys-* eviction, FLUSHALL, a failover to a
+  -- replica that missed our election). The lease is still ours unless it
+  -- would have run out by now, or a newer term was started since (the term
+  -- key has no TTL; if it is gone or older, nobody took one here: a term
+  -- taken later is above ours by the clock floor). The term key is raised
+  -- back to ours, so that terms never go back.
   local stored = tonumber(on_own_key(KEYS[3], 'GET', KEYS[3]))
   if tonumber(ARGV[5]) <= now or (stored and stored > tonumber(ARGV[4])) then
     return {'lost'}
   end
-  if not stored then
+  if not stored or stored < tonumber(ARGV[4]) then
     redis.call('SET', KEYS[3], ARGV[4])
   end
 end
