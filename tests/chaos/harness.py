@@ -25,6 +25,15 @@ final check with psutil fails the test if one survived.
 
 ``CHAOS_SCALE`` (``short``, the default, or ``full``) sets how many faults a
 scenario injects: see :func:`scaled`.
+
+With ``client_names=True`` each worker's Redis URL carries
+``?client_name=chaos-<name>``, so that every connection of its Candidate is
+named after it in ``CLIENT LIST``. :meth:`ChaosCluster.connections` finds a
+worker's connections by that name and also by address (the worker's own
+sockets, or its proxy's connections to Redis), so a connection that renamed
+itself is still found; :meth:`ChaosCluster.client_kill` and
+:meth:`ChaosCluster.pubsub_overflow` close them from Redis' side while the
+worker runs.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, TypeVar
+from urllib.parse import urlsplit
 
 import psutil
 import redis
@@ -53,6 +63,12 @@ from raftredis.store import KeySpace, LeaseRecord, parse_lease
 from raftredis.testing import RedisServer, wait_until
 
 T = TypeVar("T")
+
+#: What :func:`connection_role` calls a Candidate's connections.
+PUBSUB, PUBLISHER, COMMANDS = "pubsub", "publisher", "commands"
+ROLES = (COMMANDS, PUBLISHER, PUBSUB)
+#: The last command of a connection that publishes (the Sender, the store's notices).
+_PUBLISHING = frozenset({"publish", "spublish", "exec", "multi"})
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -78,6 +94,35 @@ def scaled(short: T, full: T) -> T:
 
 def report_dir() -> Path:
     return Path(os.environ.get("CHAOS_REPORT_DIR") or REPO / ".chaos")
+
+
+def named_url(url: str, client_name: str) -> str:
+    """``url`` with ``client_name=...`` added to its query (redis://, rediss://,
+    unix:// URLs; others, which take no query, are returned unchanged)."""
+    if urlsplit(url).scheme not in ("redis", "rediss", "unix") or "client_name=" in url:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}client_name={client_name}"
+
+
+def connection_role(row: dict[str, str]) -> str:
+    """The kind of a Candidate's connection, from its CLIENT LIST row.
+
+    ``pubsub``: subscribed to something (a listener); ``publisher``: its last
+    command published (the Sender's connections, the notices published with a
+    change); ``commands``: the rest (the heartbeat's scripts, reads). A
+    connection that has just (re)connected counts as ``commands`` until it has
+    subscribed or published.
+    """
+    counts = (row.get(k, "0") for k in ("sub", "psub", "ssub"))
+    if "P" in row.get("flags", "") or any(c.isdigit() and int(c) > 0 for c in counts):
+        return PUBSUB
+    if row.get("cmd", "") in _PUBLISHING:
+        return PUBLISHER
+    return COMMANDS
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def leftover_processes() -> list[psutil.Process]:
@@ -171,12 +216,15 @@ class WorkerProc:
         proc: subprocess.Popen[bytes],
         log_path: Path,
         proxy: TcpProxy | None,
+        client_name: str | None = None,
     ) -> None:
         self.name = name
         self.id = cid
         self.proc = proc
         self.log_path = log_path
         self.proxy = proxy
+        #: The client name of its Redis connections (None: not named).
+        self.client_name = client_name
         self.tail = LogTail(log_path)
         self.stopped = False  # SIGSTOPped
         self.reaped = False
@@ -233,9 +281,14 @@ class ChaosCluster:
         kind: str = "chaos",
         poll_interval: float = 0.001,
         known_bug: str | None = None,
+        client_names: bool = False,
     ) -> None:
         """``known_bug``: this scenario reproduces a library bug (its test is an
-        xfail); the summary lists its report apart."""
+        xfail); the summary lists its report apart. ``client_names``: name each
+        worker's Redis connections ``chaos-<name>`` (a URL query; see the module
+        docstring). Off by default: a named connection sends CLIENT SETNAME on
+        every connect and waits for the reply before its first command, which
+        changes what a blackholed client gets to send."""
         self.scenario = scenario
         self.run_dir = Path(run_dir)
         self.n = n
@@ -244,6 +297,7 @@ class ChaosCluster:
         self.proxied = proxied
         self.kind = kind
         self.poll_interval = poll_interval
+        self.client_names = client_names
         self.keys = KeySpace("raftredis", kind)
         self.redis = RedisServer()
         self.workers: list[WorkerProc] = []  # every worker ever started, in order
@@ -273,6 +327,7 @@ class ChaosCluster:
                 renew_interval=t.renew_interval,
                 member_expiry=t.member_expiry,
                 proxied=self.proxied,
+                client_names=self.client_names,
                 **redis_fields,
             )
             started = [self.spawn(wait=False) for _ in range(self.n)]
@@ -333,6 +388,10 @@ class ChaosCluster:
         if proxied:
             proxy = TcpProxy("127.0.0.1", self.redis.port, name=f"proxy-{name}").start()
             url = proxy.url
+        client_name = None
+        if self.client_names:
+            client_name = f"chaos-{name}"
+            url = named_url(url, client_name)
         log_path = self.run_dir / f"{name}.jsonl"
         stderr: IO[bytes]
         with open(self.run_dir / f"{name}.stderr", "wb") as stderr:
@@ -362,7 +421,7 @@ class ChaosCluster:
                 cwd=str(REPO),
             )
         _spawned[proc.pid] = str(log_path)
-        worker = WorkerProc(name, cid, proc, log_path, proxy)
+        worker = WorkerProc(name, cid, proc, log_path, proxy, client_name)
         self.workers.append(worker)
         self.log.write("spawn", name=name, pid=proc.pid, id=cid, proxied=proxied, url=url)
         if wait:
@@ -513,6 +572,129 @@ class ChaosCluster:
         self.redis.restart()
         _spawned[self.redis.pid] = "redis-server"
         return t
+
+    # ------------------------------------------------- connections of a worker
+
+    def _addresses(self, worker: WorkerProc) -> set[str]:
+        """``host:port`` under which Redis lists ``worker``'s connections: its proxy's
+        connections to Redis, or the worker's own TCP sockets to Redis' port."""
+        if worker.proxy is not None:
+            return worker.proxy.upstream_addresses()
+        try:
+            proc = psutil.Process(worker.pid)
+            sockets = (
+                proc.net_connections("tcp")
+                if hasattr(proc, "net_connections")
+                else proc.connections("tcp")
+            )
+        except psutil.Error:
+            return set()
+        port = self.redis.port
+        return {
+            f"{c.laddr.ip}:{c.laddr.port}"
+            for c in sockets
+            if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+        }
+
+    def connections(self, worker: WorkerProc) -> list[dict[str, str]]:
+        """``worker``'s connections as Redis lists them now (CLIENT LIST rows, each
+        with its ``role``: see :func:`connection_role`), found by client name and by
+        address."""
+        addresses = self._addresses(worker)
+        rows = []
+        for row in self.admin.client_list():
+            named = worker.client_name is not None and row.get("name") == worker.client_name
+            if named or row.get("addr") in addresses:
+                rows.append({**row, "role": connection_role(row)})
+        return rows
+
+    def wait_connections(
+        self, worker: WorkerProc, role: str, count: int = 1, timeout: float = 5.0
+    ) -> list[dict[str, str]]:
+        """Wait until ``worker`` has at least ``count`` connections of ``role``."""
+
+        def enough() -> list[dict[str, str]]:
+            rows = [r for r in self.connections(worker) if r["role"] == role]
+            return rows if len(rows) >= count else []
+
+        return wait_until(enough, timeout, lambda: f"{worker}: {self.connections(worker)}")
+
+    def client_kill(
+        self, worker: WorkerProc, role: str | None = None, *, converge: bool = False
+    ) -> list[dict[str, str]]:
+        """CLIENT KILL ID every connection of ``worker`` (of one ``role``, or all of
+        them), at once (one pipeline), while it runs; noted as a ``client_kill``
+        fault. Returns the rows killed (Redis answered 1 for each)."""
+        if role is not None and role not in ROLES:
+            raise ValueError(f"unknown connection role {role!r}; use one of {ROLES}")
+        rows = [r for r in self.connections(worker) if role is None or r["role"] == role]
+        self.fault(
+            "client_kill",
+            worker,
+            converge=converge,
+            role=role or "all",
+            connections=[(r["id"], r["role"]) for r in rows],
+        )
+        pipe = self.admin.pipeline(transaction=False)
+        for r in rows:
+            pipe.client_kill_filter(_id=r["id"])
+        replies = pipe.execute(raise_on_error=False)
+        return [r for r, n in zip(rows, replies) if n == 1]
+
+    def pubsub_overflow(
+        self,
+        worker: WorkerProc,
+        *,
+        channel: str | None = None,
+        converge: bool = False,
+        hard_limit: int = 64 * 1024,
+        message_bytes: int = 256 * 1024,
+        timeout: float = 5.0,
+    ) -> list[dict[str, str]]:
+        """Make Redis close ``worker``'s pub/sub connection for its output buffer.
+
+        ``client-output-buffer-limit pubsub`` is lowered (CONFIG SET) to a hard
+        limit of ``hard_limit`` bytes, and a message of ``message_bytes`` (junk,
+        not a raftredis envelope) is published on ``channel`` (default: the
+        worker's inbox, the one channel only it listens to) until Redis has
+        closed one of the worker's pub/sub connections, the one that listens
+        there (published again every 0.5 s, up to ``timeout``). The limit is
+        restored before returning. Noted as a ``pubsub_overflow`` fault. Returns
+        the rows of the connections Redis closed.
+        """
+        channel = channel or self.keys.inbox(worker.id)
+        before = {r["id"]: r for r in self.connections(worker) if r["role"] == PUBSUB}
+        setting = "client-output-buffer-limit"
+        saved = _text(self.admin.config_get(setting)[setting]).split()
+        pubsub = saved[saved.index("pubsub") + 1 : saved.index("pubsub") + 4]
+        self.fault(
+            "pubsub_overflow",
+            worker,
+            converge=converge,
+            channel=channel,
+            hard_limit=hard_limit,
+            message_bytes=message_bytes,
+            connections=sorted(before),
+        )
+        payload = b"\x00" * message_bytes
+        published = [0.0]
+
+        def closed() -> list[str]:
+            live = {r["id"] for r in self.admin.client_list()}
+            gone = [i for i in before if i not in live]
+            if not gone and time.monotonic() - published[0] >= 0.5:
+                published[0] = time.monotonic()
+                self.admin.publish(channel, payload)
+            return gone
+
+        try:
+            self.admin.config_set(setting, f"pubsub {hard_limit} 0 0")
+            gone = wait_until(
+                closed, timeout, lambda: f"{worker}: {self.connections(worker)}", interval=0.01
+            )
+        finally:
+            self.admin.config_set(setting, "pubsub " + " ".join(pubsub))
+        return [before[i] for i in gone]
 
     # --------------------------------------------------------------- queries
 

@@ -16,8 +16,23 @@ time (the call returns once the loop has applied the mode):
     clients' writes fill socket buffers; their reads time out. What is
     buffered is delivered when the link heals, as TCP would after a
     partition, so a command that timed out in its client may still run.
+``blackhole_up`` / ``blackhole_down``
+    a blackhole in one direction only: ``blackhole_up`` forwards nothing
+    from the client to Redis (and reads nothing from the client) while
+    Redis' replies and messages still reach the client; ``blackhole_down``
+    the reverse (the client's commands run, it never hears back). What is
+    held back is delivered when the link heals, as for ``blackhole``.
 ``latency``
     forward both ways, each chunk ``latency`` seconds after it was read.
+``close_upstream``
+    close the Redis side of every current connection and keep its client
+    side open and silent, as a load balancer with an idle timeout does:
+    Redis sees the client gone; the client's reads wait, its writes are read
+    and thrown away (what was buffered for either side is dropped). Those
+    connections stay silent until their client closes them (or the proxy is
+    closed), also after :meth:`~TcpProxy.heal`. Connections accepted
+    afterwards are forwarded normally, so a client that reconnects gets
+    through.
 
 :meth:`TcpProxy.heal` goes back to ``pass``.
 """
@@ -34,7 +49,12 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 PASS, CUT, BLACKHOLE, LATENCY = "pass", "cut", "blackhole", "latency"
-MODES = (PASS, CUT, BLACKHOLE, LATENCY)
+BLACKHOLE_UP, BLACKHOLE_DOWN = "blackhole_up", "blackhole_down"
+CLOSE_UPSTREAM = "close_upstream"
+MODES = (PASS, CUT, BLACKHOLE, BLACKHOLE_UP, BLACKHOLE_DOWN, LATENCY, CLOSE_UPSTREAM)
+#: The modes that forward client -> Redis (up) and Redis -> client (down).
+_FORWARD_UP = frozenset({PASS, LATENCY, BLACKHOLE_DOWN, CLOSE_UPSTREAM})
+_FORWARD_DOWN = frozenset({PASS, LATENCY, BLACKHOLE_UP, CLOSE_UPSTREAM})
 _HOST = "127.0.0.1"
 _CHUNK = 65536
 _MAX_BUFFERED = 1 << 20  # per direction: stop reading beyond this
@@ -59,6 +79,20 @@ class _Conn:
         self.up = _Pipe(client, upstream)
         self.down = _Pipe(upstream, client)
         self.closed = False
+        #: Redis' side was closed (close_upstream): the client side is read and ignored.
+        self.silent = False
+        #: The upstream socket's local address, as Redis sees this client (CLIENT LIST addr).
+        host, port = upstream.getsockname()[:2]
+        self.upstream_addr = f"{host}:{port}"
+
+    def close_upstream(self) -> None:
+        """Close Redis' side only; drop what either side had sent that was not passed on."""
+        self.silent = True
+        for pipe in (self.up, self.down):
+            pipe.chunks.clear()
+            pipe.buffered = 0
+        with contextlib.suppress(OSError):
+            self.upstream.close()
 
     def close(self) -> None:
         if self.closed:
@@ -150,8 +184,19 @@ class TcpProxy:
 
     @property
     def connections(self) -> int:
-        """Connections open now (as of the loop's last pass)."""
-        return sum(1 for c in self._conns if not c.closed)
+        """Connections open now, silent ones included (as of the loop's last pass)."""
+        return sum(1 for c in list(self._conns) if not c.closed)
+
+    @property
+    def silent_connections(self) -> int:
+        """Connections whose Redis side ``close_upstream`` closed and whose client
+        side is still open (as of the loop's last pass)."""
+        return sum(1 for c in list(self._conns) if c.silent and not c.closed)
+
+    def upstream_addresses(self) -> set[str]:
+        """``host:port`` of the proxy's open connections to Redis, as Redis' CLIENT
+        LIST shows them (``addr``): which of Redis' clients come through this proxy."""
+        return {c.upstream_addr for c in list(self._conns) if not c.closed and not c.silent}
 
     def set_mode(self, mode: str, latency: float = 0.0, timeout: float = 5.0) -> None:
         """Switch mode; returns once the proxy's loop has applied it."""
@@ -179,8 +224,17 @@ class TcpProxy:
     def blackhole(self) -> None:
         self.set_mode(BLACKHOLE)
 
+    def blackhole_up(self) -> None:
+        self.set_mode(BLACKHOLE_UP)
+
+    def blackhole_down(self) -> None:
+        self.set_mode(BLACKHOLE_DOWN)
+
     def latency(self, seconds: float) -> None:
         self.set_mode(LATENCY, seconds)
+
+    def close_upstream(self) -> None:
+        self.set_mode(CLOSE_UPSTREAM)
 
     def __repr__(self) -> str:
         where = f"{_HOST}:{self.port}" if self._listener is not None else "not started"
@@ -214,6 +268,8 @@ class TcpProxy:
                         if mask & selectors.EVENT_WRITE and not conn.closed:
                             self._flush(conn, conn.down if sock is conn.client else conn.up)
                 for conn in self._conns:
+                    if conn.silent:
+                        continue
                     if not conn.closed:
                         self._flush(conn, conn.up)
                     if not conn.closed:
@@ -237,10 +293,17 @@ class TcpProxy:
                 for conn in self._conns:
                     conn.close()
                 self._conns = []
+            elif mode == CLOSE_UPSTREAM:
+                for conn in self._conns:
+                    if not conn.closed:
+                        conn.close_upstream()
             done.set()
 
-    def _forwarding(self) -> bool:
-        return self._mode in (PASS, LATENCY)
+    def _forwards(self, conn: _Conn, pipe: _Pipe) -> bool:
+        """Whether the current mode passes ``pipe``'s direction on."""
+        if conn.silent:
+            return False
+        return self._mode in (_FORWARD_UP if pipe is conn.up else _FORWARD_DOWN)
 
     def _update_interest(self) -> None:
         wanted: dict[socket.socket, tuple[int, object]] = {
@@ -249,12 +312,15 @@ class TcpProxy:
         assert self._listener is not None
         wanted[self._listener] = (selectors.EVENT_READ, None)
         now = time.monotonic()
-        forwarding = self._forwarding()
         for conn in self._conns:
             if conn.closed:
                 continue
+            if conn.silent:  # read (and drop) what the client sends; see it close
+                wanted[conn.client] = (selectors.EVENT_READ, conn)
+                continue
             masks = {conn.client: 0, conn.upstream: 0}
             for pipe in (conn.up, conn.down):
+                forwarding = self._forwards(conn, pipe)
                 if forwarding and not pipe.eof and pipe.buffered < _MAX_BUFFERED:
                     masks[pipe.src] |= selectors.EVENT_READ
                 if forwarding and pipe.chunks and pipe.chunks[0][0] <= now:
@@ -277,14 +343,12 @@ class TcpProxy:
             self._registered[sock] = mask
 
     def _timeout(self) -> float:
-        if not self._forwarding():
-            return _IDLE_WAIT
         now = time.monotonic()
         due = [
             pipe.chunks[0][0]
             for conn in self._conns
             for pipe in (conn.up, conn.down)
-            if pipe.chunks and not conn.closed
+            if pipe.chunks and not conn.closed and self._forwards(conn, pipe)
         ]
         if not due:
             return _IDLE_WAIT
@@ -316,7 +380,12 @@ class TcpProxy:
             self._conns.append(_Conn(client, upstream))
 
     def _read(self, conn: _Conn, pipe: _Pipe) -> None:
-        if conn.closed or not self._forwarding():
+        if conn.closed:
+            return
+        if conn.silent:
+            self._swallow(conn)
+            return
+        if not self._forwards(conn, pipe):
             return
         try:
             data = pipe.src.recv(_CHUNK)
@@ -331,8 +400,20 @@ class TcpProxy:
         pipe.chunks.append((time.monotonic() + self._latency, data))
         pipe.buffered += len(data)
 
+    def _swallow(self, conn: _Conn) -> None:
+        """A silent connection: read what its client sends and drop it; close on EOF."""
+        try:
+            data = conn.client.recv(_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            conn.close()
+            return
+        if not data:
+            conn.close()
+
     def _flush(self, conn: _Conn, pipe: _Pipe) -> None:
-        if not self._forwarding():
+        if not self._forwards(conn, pipe):
             return
         now = time.monotonic()
         while pipe.chunks and pipe.chunks[0][0] <= now:

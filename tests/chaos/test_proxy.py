@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -127,3 +129,144 @@ def test_bad_modes_are_refused(proxy: TcpProxy) -> None:
     with pytest.raises(ValueError):
         proxy.set_mode("latency", 0.0)
     assert proxy.mode == "pass"
+
+
+def raw_connection(proxy: TcpProxy, timeout: float = 2.0) -> socket.socket:
+    """A plain socket through the proxy, speaking RESP by hand."""
+    return socket.create_connection(("127.0.0.1", proxy.port), timeout=timeout)
+
+
+def command(sock: socket.socket, *args: str) -> None:
+    parts = [f"*{len(args)}\r\n"] + [f"${len(a.encode())}\r\n{a}\r\n" for a in args]
+    sock.sendall("".join(parts).encode())
+
+
+def named(direct: redis.Redis, name: str) -> list[dict[str, Any]]:
+    """Redis' clients called ``name`` (CLIENT LIST)."""
+    return [c for c in direct.client_list() if c.get("name") == name]
+
+
+def subscribed(proxy: TcpProxy, channel: str) -> Any:
+    """A redis-py PubSub through the proxy, subscribed to ``channel`` (confirmed)."""
+    pubsub = client(proxy, timeout=2.0).pubsub()
+    pubsub.subscribe(channel)
+    reply = pubsub.get_message(timeout=2.0)
+    assert reply is not None and reply["type"] == "subscribe", reply
+    return pubsub
+
+
+def test_blackhole_up_holds_commands_and_passes_what_redis_sends(
+    proxy: TcpProxy, redis_server: RedisServer
+) -> None:
+    """blackhole_up: a command never reaches Redis (the client times out), while a
+    message Redis pushes still reaches a subscriber; once healed, the held command
+    runs."""
+    direct = redis_server.client()
+    pubsub = subscribed(proxy, "chaos-proxy-up")
+    c = client(proxy)
+    try:
+        direct.delete("chaos-proxy-up")
+        assert c.ping() is True
+        proxy.blackhole_up()
+        assert proxy.mode == "blackhole_up"
+        assert direct.publish("chaos-proxy-up", "down") == 1
+        got = pubsub.get_message(timeout=2.0)
+        assert got is not None and got["data"] == b"down", got
+        with pytest.raises(redis.TimeoutError):
+            c.set("chaos-proxy-up", "1")
+        assert direct.get("chaos-proxy-up") is None  # 0.2 s after it was sent
+        proxy.heal()
+        wait_until(lambda: direct.get("chaos-proxy-up") == b"1", 2.0)
+    finally:
+        direct.delete("chaos-proxy-up")
+        direct.close()
+        pubsub.close()
+        c.close()
+
+
+def test_blackhole_down_runs_commands_and_holds_what_redis_sends(
+    proxy: TcpProxy, redis_server: RedisServer
+) -> None:
+    """blackhole_down: commands run in Redis but their replies never come, nor do
+    messages (Redis still counts the subscriber); once healed, both arrive."""
+    direct = redis_server.client()
+    pubsub = subscribed(proxy, "chaos-proxy-down")
+    sock = raw_connection(proxy, timeout=0.2)
+    try:
+        direct.delete("chaos-proxy-down")
+        command(sock, "PING")
+        assert sock.recv(64) == b"+PONG\r\n"
+        proxy.blackhole_down()
+        command(sock, "SET", "chaos-proxy-down", "1")
+        wait_until(lambda: direct.get("chaos-proxy-down") == b"1", 2.0)
+        with pytest.raises(socket.timeout):
+            sock.recv(64)
+        assert direct.publish("chaos-proxy-down", "held") == 1
+        assert pubsub.get_message(timeout=0.3) is None
+        proxy.heal()
+        sock.settimeout(2.0)
+        assert sock.recv(64) == b"+OK\r\n"
+        got = pubsub.get_message(timeout=2.0)
+        assert got is not None and got["data"] == b"held", got
+    finally:
+        direct.delete("chaos-proxy-down")
+        direct.close()
+        pubsub.close()
+        sock.close()
+
+
+def test_close_upstream_leaves_the_client_side_open_and_silent(
+    proxy: TcpProxy, redis_server: RedisServer
+) -> None:
+    """close_upstream: Redis sees the connection close; its client side stays open,
+    swallows what is written and never answers (also after heal), until the client
+    closes it; a redis-py client times out once, then reconnects and gets through."""
+    direct = redis_server.client()
+    sock = raw_connection(proxy)
+    c = client(proxy)
+    try:
+        direct.delete("chaos-proxy-swallowed")
+        command(sock, "CLIENT", "SETNAME", "chaos-silent")
+        assert sock.recv(64) == b"+OK\r\n"
+        assert c.ping() is True
+        assert len(named(direct, "chaos-silent")) == 1
+        proxy.close_upstream()
+        assert proxy.mode == "close_upstream"
+        assert proxy.silent_connections == 2
+        wait_until(lambda: not named(direct, "chaos-silent"), 2.0)
+        command(sock, "SET", "chaos-proxy-swallowed", "1")
+        sock.settimeout(0.3)
+        with pytest.raises(socket.timeout):  # no reply, and no EOF: open and silent
+            sock.recv(64)
+        assert direct.get("chaos-proxy-swallowed") is None
+        with pytest.raises(redis.TimeoutError):
+            c.ping()  # its connection is one of the silent ones
+        assert c.ping() is True  # a new connection is forwarded
+        proxy.heal()
+        with pytest.raises(socket.timeout):
+            sock.recv(64)
+        assert direct.get("chaos-proxy-swallowed") is None
+        sock.close()
+        wait_until(lambda: proxy.silent_connections == 0, 2.0)
+        assert c.ping() is True
+    finally:
+        direct.delete("chaos-proxy-swallowed")
+        direct.close()
+        sock.close()
+        c.close()
+
+
+def test_upstream_addresses_are_the_proxied_clients_in_client_list(
+    proxy: TcpProxy, redis_server: RedisServer
+) -> None:
+    """upstream_addresses(): the addr under which Redis lists each proxied client."""
+    direct = redis_server.client()
+    c = client(proxy, timeout=2.0)
+    try:
+        c.client_setname("chaos-via-proxy")
+        mine = {x["addr"] for x in named(direct, "chaos-via-proxy")}
+        assert len(mine) == 1
+        wait_until(lambda: proxy.upstream_addresses() == mine, 2.0)
+    finally:
+        direct.close()
+        c.close()

@@ -290,15 +290,20 @@ class Worker:
 
     def _leader_work(self, stop_event: Leadership) -> None:
         term = stop_event.term
-        self.log.write("work_start", term=term)
+        started_at = time.time()
+        self.log.write("work_start", t=started_at, term=term)
         stop_event.wait()
         stopped_at = time.time()
         set_at = float(getattr(stop_event, "set_at", None) or stopped_at)
         # The poller sees the loss within a poll or two of the stop event; wait a little.
+        # An end of this term the poller saw before this function started belongs to an
+        # earlier leadership of the same term (a flicker): not this one's.
         ended = None
         deadline = time.monotonic() + 0.5
         while ended is None and time.monotonic() < deadline:
             ended = self.poller.ended(term)
+            if ended is not None and ended[1] < started_at:
+                ended = None
             if ended is None:
                 time.sleep(0.002)
         lag = None if ended is None else set_at - ended[1]
