@@ -32,9 +32,10 @@ from redis.client import PubSub
 
 from . import redispy_seam as seam
 from .cluster import SlotMoved
+from .election import PresenceLost, PresenceProof, PresenceRestored
 from .errors import BackendError
 
-__all__ = ["Listener", "channel_of"]
+__all__ = ["Listener", "PresencePinger", "channel_of"]
 
 log = logging.getLogger("raftredis")
 
@@ -42,6 +43,106 @@ Handler = Callable[[dict[str, Any]], None]
 
 #: How often a listener that backs off after a failure looks for a new route.
 _ROUTE_POLL = 0.02
+
+
+class PresencePinger:
+    """Fast failover: proves this instance's presence connection alive, with PINGs.
+
+    The presence listener's connection, one of its own, listens on the
+    instance's presence channel, so Redis counts it (``PUBSUB NUMSUB``) while
+    it is open. While
+    :attr:`active` (the instance holds the lease), the listener's thread
+    sends a ``PING`` every ``interval`` on that connection. A subscribed
+    connection answers with a pub/sub ``pong``, after the commands before it
+    (the subscriptions too): each pong proves the connection alive, and
+    subscribed, after its ping was sent. A pong of a connection whose proofs
+    count (:meth:`validated`) goes straight to ``proof(sent_at)`` on this
+    thread, so that nothing the heartbeat thread waits for delays it; when
+    that returns True (leadership suspended), a
+    :class:`~raftredis.election.PresenceProof` is also reported, to resume it.
+    Through ``report`` go :class:`~raftredis.election.PresenceLost` when the
+    connection fails and :class:`~raftredis.election.PresenceRestored` for
+    the first pong after it connected again (a ping is sent then, active or
+    not). Thread-safe.
+    """
+
+    def __init__(
+        self,
+        interval: float,
+        report: Callable[[object], None],
+        proof: Callable[[float], bool],
+    ) -> None:
+        self.active = False
+        self._interval = interval
+        self._report = report
+        self._proof = proof
+        self._validated = 0
+        self._lock = threading.Lock()
+        self._sent: dict[bytes, float] = {}
+        self._epoch = 0
+        self._seq = 0
+        self._next = 0.0
+        self._restoring = False
+        self._lost = False
+
+    def due(self, now: float) -> str | None:
+        """The token of a ping to send now, or None."""
+        with self._lock:
+            if not (self.active or self._restoring) or now < self._next:
+                return None
+            self._next = now + self._interval
+            self._seq += 1
+            token = f"raftredis-presence:{self._epoch}:{self._seq}"
+            self._sent[token.encode()] = now
+            if len(self._sent) > 64:  # pongs that never came (a slow or lost connection)
+                self._sent.pop(next(iter(self._sent)))
+            return token
+
+    def wait(self, now: float) -> float:
+        """Seconds until the next ping is due (a read should not block longer)."""
+        with self._lock:
+            if not (self.active or self._restoring):
+                return float("inf")
+            return max(0.0, self._next - now)
+
+    def pong(self, data: object, now: float) -> None:
+        """A pong came back: report the proof (or the restore) it is."""
+        token = data if isinstance(data, bytes) else str(data).encode()
+        with self._lock:
+            sent_at = self._sent.pop(token, None)
+            if sent_at is None:
+                return  # an earlier connection's, or not ours
+            restoring, self._restoring = self._restoring, False
+            self._lost = False
+            epoch = self._epoch
+            counts = not restoring and epoch == self._validated
+        if restoring:
+            self._report(PresenceRestored(now, sent_at, epoch))
+        elif counts and self._proof(sent_at):
+            self._report(PresenceProof(now, sent_at))
+
+    def validated(self, epoch: int) -> None:
+        """The election counts the proofs of connection ``epoch`` (it may be gone by now)."""
+        with self._lock:
+            self._validated = epoch
+
+    def connected(self) -> None:
+        """The connection is new (a reconnect, or a replacing listener): its first pong
+        restores the presence; pongs of the one before no longer count."""
+        with self._lock:
+            self._epoch += 1
+            self._sent.clear()
+            self._restoring = True
+            self._next = 0.0
+
+    def failed(self, now: float) -> None:
+        """Reading the connection failed: it is gone (reported once per loss)."""
+        with self._lock:
+            self._sent.clear()
+            if self._lost:
+                return
+            self._lost = True
+        self._report(PresenceLost(now))
 
 
 def channel_of(message: dict[str, Any]) -> str:
@@ -67,6 +168,7 @@ class Listener:
         on_reconnect: Callable[[], None],
         on_failure: Callable[[BaseException], None],
         sharded: bool = False,
+        presence: PresencePinger | None = None,
         # How long one read blocks. A message wakes it at once and stop() wakes
         # it too, so a long wait only saves idle CPU (at 0.1 s an idle
         # Candidate's two listeners cost about 1.3 ms/s).
@@ -77,6 +179,7 @@ class Listener:
         self._channels = dict(channels)
         self._name = name
         self._sharded = sharded
+        self._presence = presence
         self._on_reconnect = on_reconnect
         self._on_failure = on_failure
         self._sleep_time = sleep_time
@@ -120,6 +223,7 @@ class Listener:
         self._thread.daemon = True
         self._thread.start()
 
+
     def stop(self, timeout: float | None) -> None:
         """Stop the thread, waking it at once; it closes the connection as it ends.
 
@@ -147,7 +251,7 @@ class Listener:
                     log.info("%s: the kind's slot moved; subscribing on its new owner", self._name)
                     conn.disconnect()
                 try:
-                    pubsub.get_message(ignore_subscribe_messages=True, timeout=self._sleep_time)
+                    self._read(pubsub)
                 except Exception as exc:
                     if self._stopping.is_set():
                         break
@@ -156,10 +260,27 @@ class Listener:
             # Closed here, on the thread that reads, never under a read in progress.
             pubsub.close()
 
+    def _read(self, pubsub: PubSub) -> None:
+        """One read (handlers run inside it); with presence, a ping first when due."""
+        presence = self._presence
+        if presence is None:
+            pubsub.get_message(ignore_subscribe_messages=True, timeout=self._sleep_time)
+            return
+        now = time.monotonic()
+        token = presence.due(now)
+        if token is not None:
+            pubsub.ping(token)
+        timeout = min(self._sleep_time, presence.wait(now))
+        message = pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+        if message is not None and message.get("type") == "pong":
+            presence.pong(message.get("data"), time.monotonic())
+
     def _dropped(self, conn: Any) -> None:
         """Redis dropped the shard subscriptions: the slot left this node. Reconnect;
         the next read connects (to the slot's owner now) and subscribes again."""
         log.info("%s: Redis dropped the shard subscriptions; reconnecting", self._name)
+        if self._presence is not None:
+            self._presence.failed(time.monotonic())
         route = getattr(conn, "route", None)
         if route is not None:
             route.forget((conn.host, conn.port))
@@ -168,6 +289,8 @@ class Listener:
     def _connected(self, connection: Any) -> None:
         if self._stopping.is_set():
             return
+        if self._presence is not None:
+            self._presence.connected()
         self._failures = 0
         log.info("%s reconnected to Redis; resyncing", self._name)
         self._on_reconnect()
@@ -179,6 +302,8 @@ class Listener:
         conn = pubsub.connection
         if conn is not None:
             conn.disconnect()
+        if self._presence is not None:
+            self._presence.failed(time.monotonic())
         if isinstance(exc, SlotMoved):
             # Not a failure: the kind's slot has another owner, which the route
             # knows now. The next read connects there and subscribes again.

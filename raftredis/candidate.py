@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import redis as redis_py
 
 from . import signals
-from .bus import Listener, channel_of
+from .bus import Listener, PresencePinger, channel_of
 from .clock import ServerClock
 from .connection import ConnectionSpec, connection_spec, describe
 from .dispatch import Dispatcher
@@ -155,7 +155,8 @@ class Candidate:
         and can be given too (``renew_interval``, ``renew_deadline``,
         ``membership_refresh``, ``member_expiry``, ``start_timeout``,
         ``socket_timeout``, ``vacancy_jitter``, ``reelect_backoff``,
-        ``clock_sync_interval``; see :class:`~raftredis.Timings`).
+        ``clock_sync_interval``, ``presence_interval``, ``presence_window``; see
+        :class:`~raftredis.Timings`).
     :param key_prefix: prefix of every Redis key and channel.
     :param id: this instance's id (default: a random 20-character hex string).
     :param max_message_bytes: largest encoded message sent or accepted.
@@ -168,6 +169,14 @@ class Candidate:
     :param min_replicas: keep a new lease only once this many replicas have
         acknowledged it (``WAIT``); otherwise give it up and campaign again
         later. 0 (the default) does not wait. See docs/production.md.
+    :param fast_failover: replace a crashed leader in about 0.3 s instead of
+        at the end of its lease: the leader proves, every ``presence_interval``,
+        that a connection of its own is alive, and the others take the lease
+        once that connection has been gone from Redis for ``presence_window``
+        (see docs/concepts.md). None (the default): on with one Redis server,
+        off behind Sentinel and in a Redis Cluster, where it is not safe
+        (True there raises ConfigurationError). Costs at most 20 Redis
+        commands per second per kind.
     """
 
     def __init__(
@@ -192,6 +201,9 @@ class Candidate:
         secret: str | bytes | list[str | bytes] | None = None,
         replay_window: float | None = None,
         min_replicas: int = 0,
+        fast_failover: bool | None = None,
+        presence_interval: float | None = None,
+        presence_window: float | None = None,
     ) -> None:
         self._kind = _check_name("kind", kind)
         prefix = _check_name("key_prefix", key_prefix)
@@ -218,6 +230,8 @@ class Candidate:
             vacancy_jitter=vacancy_jitter,
             reelect_backoff=reelect_backoff,
             clock_sync_interval=clock_sync_interval,
+            presence_interval=presence_interval,
+            presence_window=presence_window,
         )
         try:
             self._checked_meta(meta)
@@ -235,13 +249,16 @@ class Candidate:
         self._joined_at = 0.0
         self._clock = ServerClock()
         self._keyring, self._replay_window = _signing_setup(secret, replay_window)
-        self._election = Election(self._id, self.timings)
+        self._fast = _fast_failover(fast_failover, self._spec)
+        self._presence: PresencePinger | None = None
+        self._election = Election(self._id, self.timings, fast=self._fast)
         self._leader_work = LeaderWork(
             self._thread_name("leader"),
             self._report_async,
             lambda term: self._election.deadline_of(term),
         )
         self._store: RedisStore | None = None
+        self._fast_refused: BackendError | None = None
         self._subscriber: redis_py.Redis | None = None
         self._outbox: Outbox | None = None
         self._heartbeat: HeartbeatLoop | None = None
@@ -388,7 +405,8 @@ class Candidate:
     def _start_parts(self, deadline: float, limit: float) -> None:
         t = self.timings
         # A fresh state machine per attempt: a failed start() can be retried.
-        self._election = Election(self._id, t)
+        self._election = Election(self._id, t, fast=False)
+        self._presence = None
         route = self._keys.base  # in a Redis Cluster: follow the primary of the kind's slot
         commands = self._spec.client(t, retries=1, route_key=route)
         publisher = self._spec.client(t, retries=0, route_key=route)
@@ -398,6 +416,23 @@ class Candidate:
         sign = self._sign if self._keyring is not None else None
         store = RedisStore(commands, publisher, self._keys, self._id, sign)
         self._store = store
+        self._fast_refused = None
+        fast = self._fast
+        if fast:
+            refused = store.presence_refused()
+            if refused is not None:
+                fast = False
+                self._fast_refused = RefusedError(
+                    f"fast failover is off for this instance: {refused}. Give raftredis' "
+                    "Redis user +ping and +pubsub|numsub (see docs/production.md#acl); "
+                    "the lease decides meanwhile"
+                )
+        self._election = Election(self._id, t, fast=fast)
+        self._presence = None
+        if fast:
+            self._presence = PresencePinger(
+                t.presence_interval, self._post, self._election.presence_proof
+            )
         self._outbox = Outbox(
             self._keys,
             self._id,
@@ -443,6 +478,22 @@ class Candidate:
                 sharded=keys.sharded,
             ),
         ]
+        if self._presence is not None:
+            # Fast failover: a connection of its own, so that a flood of notices or
+            # messages never delays the leader's proofs. Redis counts it on our
+            # presence channel, where nothing is published.
+            self._listeners.append(
+                Listener(
+                    subscriber,
+                    {keys.presence(self._id): _ignore},
+                    name=self._thread_name("presence"),
+                    on_reconnect=lambda: None,
+                    on_failure=self._report_async,
+                    sharded=keys.sharded,
+                    presence=self._presence,
+                    sleep_time=t.presence_interval,
+                )
+            )
         for listener in self._listeners:
             listener.start(max(0.05, deadline - time.monotonic()))
         self._dispatcher = Dispatcher(self, self._thread_name("dispatch"))
@@ -461,7 +512,7 @@ class Candidate:
             min_replicas=self._min_replicas,
         )
         self._last_heartbeat_error = None
-        self._heartbeat.start()
+        self._heartbeat.start(joined.members)
         with self._changed:
             known = self._changed.wait_for(
                 lambda: self._role_known() or _refused(self._last_heartbeat_error),
@@ -477,7 +528,15 @@ class Candidate:
                 f"could not start: no election result from Redis at {describe(self._spec)} "
                 f"within {limit:g} s{why}"
             ) from error
+        if self._fast_refused is not None:
+            log.warning("raftredis: %s", self._fast_refused)
+            self._report_async(self._fast_refused)
         self._warn_if_redis_may_evict(store)
+
+    @property
+    def fast_failover(self) -> bool:
+        """Whether fast failover is on (it may be off where Redis refuses what it needs)."""
+        return self._election.fast if self._live_here else self._fast
 
     def _warn_if_redis_may_evict(self, store: RedisStore) -> None:
         """Report (``error`` signal, and the log) a Redis that may evict raftredis' keys."""
@@ -807,6 +866,12 @@ class Candidate:
             dispatcher.submit(signal, command.kwargs)
 
     def _notify(self) -> None:
+        presence = self._presence
+        if presence is not None:
+            # Heartbeat thread, after every event: prove our presence while we hold the
+            # lease, and say whose proofs count.
+            presence.active = self._election.holds_lease
+            presence.validated(self._election.validated_epoch)
         with self._changed:
             self._changed.notify_all()
 
@@ -827,6 +892,12 @@ class Candidate:
         heartbeat = self._heartbeat
         if heartbeat is not None:
             heartbeat.post(Reconnected(time.monotonic()))
+
+    def _post(self, event: object) -> None:
+        """Hand an election event to the heartbeat thread (from the listeners)."""
+        heartbeat = self._heartbeat
+        if heartbeat is not None:
+            heartbeat.post(event)  # type: ignore[arg-type]
 
     def _control_listener(self, subscriber: redis_py.Redis, with_membership: bool) -> Listener:
         keys = self._keys
@@ -1081,6 +1152,31 @@ def _signing_setup(secret: Any, window: float | None) -> tuple[Keyring | None, f
     if secret is None:
         return None, float(window)
     return Keyring(secrets_from(secret)), float(window)
+
+
+def _ignore(message: dict[str, Any]) -> None:
+    """Handler of the presence channel: nothing is ever published there."""
+
+
+def _fast_failover(wanted: Any, spec: ConnectionSpec) -> bool:
+    """Whether fast failover is on: by default with one Redis server only."""
+    if wanted is not None and not isinstance(wanted, bool):
+        raise ConfigurationError(f"fast_failover must be True, False or None, got {wanted!r}")
+    where = (
+        "behind Sentinel" if spec.sentinel is not None
+        else "in a Redis Cluster" if spec.cluster is not None
+        else None
+    )  # fmt: skip
+    if where is None:
+        return wanted is not False
+    if wanted:
+        raise ConfigurationError(
+            f"fast_failover is not safe {where}: after a failover the new primary has none "
+            "of the leader's connections, so the others would take the lease while the "
+            "leader still proves its presence to the old one. Leave it out (the lease "
+            "decides, as always); see docs/design-notes.md"
+        )
+    return False
 
 
 def _new_id() -> str:

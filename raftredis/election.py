@@ -63,6 +63,9 @@ __all__ = [
     "HeartbeatResult",
     "Lease",
     "Leave",
+    "PresenceLost",
+    "PresenceProof",
+    "PresenceRestored",
     "Reconnected",
     "ReelectRequested",
     "Renew",
@@ -70,7 +73,11 @@ __all__ = [
     "Resign",
     "Start",
     "StopRequested",
+    "TakeOver",
+    "TakeoverResult",
     "Tick",
+    "Watch",
+    "WatchResult",
 ]
 
 
@@ -88,9 +95,11 @@ class Lease:
 
 @dataclass(frozen=True)
 class Start:
-    """The Candidate has joined the kind and wants to know its role."""
+    """The Candidate has joined the kind and wants to know its role (``members``: the
+    kind's live members as its join counted them, if known)."""
 
     now: float
+    members: int | None = None
 
 
 @dataclass(frozen=True)
@@ -102,11 +111,17 @@ class Tick:
 
 @dataclass(frozen=True)
 class AcquireResult:
-    """Reply to :class:`Acquire`: ``lease`` is the lease after the script ran."""
+    """Reply to :class:`Acquire`: ``lease`` is the lease after the script ran.
+
+    ``present`` (fast failover, when we took it): our presence channel had a
+    listener as the script ran, a proof that our presence connection lived
+    then.
+    """
 
     now: float
     sent_at: float
     lease: Lease
+    present: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,6 +132,8 @@ class RenewResult:
     sent_at: float
     renewed: bool
     lease: Lease | None = None
+    #: The renew carried ``clear_suspicion`` (the first after our presence came back).
+    validated: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,6 +148,8 @@ class HeartbeatResult:
     lease_read: bool
     lease: Lease | None = None
     rejoined: bool = False
+    #: Live members of the kind (full heartbeats only): spreads the presence watch.
+    members: int | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +192,62 @@ class Reconnected:
     now: float
 
 
+@dataclass(frozen=True)
+class PresenceProof:
+    """Fast failover: a pong on our presence connection, for a ping sent at ``sent_at``.
+
+    The connection was alive, and subscribed, when Redis answered: after ``sent_at``.
+    """
+
+    now: float
+    sent_at: float
+
+
+@dataclass(frozen=True)
+class PresenceLost:
+    """Fast failover: our presence connection broke (or Redis dropped its subscription)."""
+
+    now: float
+
+
+@dataclass(frozen=True)
+class PresenceRestored:
+    """Fast failover: our presence connection is back and subscribed (its first pong,
+    for a ping sent at ``sent_at`` after it subscribed again); ``epoch`` names it."""
+
+    now: float
+    sent_at: float
+    epoch: int = 0
+
+
+@dataclass(frozen=True)
+class WatchResult:
+    """Fast failover: how many listeners the presence channel of ``holder`` had (and the
+    kind's live members, when counted)."""
+
+    now: float
+    holder: str
+    term: int
+    listeners: int
+    members: int | None = None
+
+
+@dataclass(frozen=True)
+class TakeoverResult:
+    """Fast failover: reply to :class:`TakeOver` (see ``lua/takeover.lua``).
+
+    ``status`` is ``vacant``, ``held`` (``lease``: by a present holder, or us),
+    ``suspect`` (``remaining`` seconds until it may be taken) or ``acquired``.
+    """
+
+    now: float
+    sent_at: float
+    status: str
+    lease: Lease | None = None
+    remaining: float = 0.0
+    present: bool = False
+
+
 Event = Union[
     Start,
     Tick,
@@ -184,6 +259,11 @@ Event = Union[
     ReelectRequested,
     StopRequested,
     Reconnected,
+    PresenceProof,
+    PresenceLost,
+    PresenceRestored,
+    WatchResult,
+    TakeoverResult,
 ]
 
 # -------------------------------------------------------------- commands
@@ -198,9 +278,14 @@ class Acquire:
 
 @dataclass(frozen=True)
 class Renew:
-    """Extend our lease of ``term``, only if we still hold it."""
+    """Extend our lease of ``term``, only if we still hold it.
+
+    ``clear_suspicion`` (fast failover): also drop a takeover suspicion; the
+    first renew after our presence connection came back carries it.
+    """
 
     term: int
+    clear_suspicion: bool = False
 
 
 @dataclass(frozen=True)
@@ -238,11 +323,37 @@ class Emit:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
-Command = Union[Acquire, Renew, Resign, Leave, Heartbeat, Emit]
+@dataclass(frozen=True)
+class Watch:
+    """Fast failover: count the listeners of the leader's presence channel (and, when
+    ``count_members``, the kind's live members, to spread the watch among them)."""
+
+    holder: str
+    term: int
+    count_members: bool = False
+
+
+@dataclass(frozen=True)
+class TakeOver:
+    """Fast failover: take the lease of ``holder`` if its presence has been gone for a
+    whole window (or record that it is gone now)."""
+
+    known_term: int
+    holder: str
+    term: int
+
+
+Command = Union[Acquire, Renew, Resign, Leave, Heartbeat, Watch, TakeOver, Emit]
 
 
 #: How far above the known term an ``elected`` notice's term is believed.
 HINT_WINDOW = 1000
+#: Fast failover: one watch in this many also counts the kind's members (ZCARD).
+COUNT_MEMBERS_EVERY = 16
+#: Fast failover: the followers of a kind watch together once per this many
+#: presence intervals, so that the watch (about 9 commands a second at the
+#: defaults) and the leader's pings (10) stay within 20 commands a second.
+WATCH_SPACING = 1.2
 
 
 class Election:
@@ -251,9 +362,18 @@ class Election:
     ``next_wakeup`` is the monotonic time at which it wants a :class:`Tick`.
     """
 
-    def __init__(self, my_id: str, timings: Timings, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        my_id: str,
+        timings: Timings,
+        rng: random.Random | None = None,
+        *,
+        fast: bool = False,
+    ) -> None:
         self.my_id = my_id
         self.timings = timings
+        #: Fast failover (see the module docstring): presence proofs, watch, takeover.
+        self.fast = fast
         self._rng = rng if rng is not None else random.Random()
         self.state = State.FOLLOWER
         self.term = 0
@@ -261,6 +381,25 @@ class Election:
         # Leader only: (term, deadline), replaced as one object so that another
         # thread never sees a leader with a term it does not hold.
         self._leadership: tuple[int, float] | None = None
+        # The lease we hold in Redis, (term, local deadline): while we lead, and
+        # while leadership is suspended for want of a presence proof.
+        self._held: tuple[int, float] | None = None
+        # Fast failover: whether our presence connection is known alive since the
+        # last check (False from its loss until a renew sent after it came back
+        # succeeded), and until when the last proof lets us lead.
+        self._presence_ok = True
+        self._presence_until: float | None = None
+        self._validate_next = False  # the next Renew clears a takeover suspicion
+        #: The presence connection (by the listener's epoch) whose proofs count; the
+        #: listener reads it. Epoch 0 is the one subscribed before start() campaigned.
+        self.validated_epoch = 0
+        self._restoring_epoch: int | None = None
+        self._suspended_since: float | None = None  # holding the lease, not leading
+        self._next_watch: float | None = None
+        self._next_takeover: float | None = None
+        self._watches = 0
+        #: Live members of the kind, as last counted (spreads the presence watch).
+        self.kind_size = 1
         #: Follower only: when the lease we last saw ends (local clock).
         self.lease_expires: float | None = None
         self.started = False
@@ -281,10 +420,19 @@ class Election:
         return self.leader_term(now) is not None
 
     def leader_term(self, now: float) -> int | None:
-        """The term this instance leads in at ``now``, or None: one atomic read."""
+        """The term this instance leads in at ``now``, or None: one atomic read.
+
+        With fast failover, also only within ``presence_window`` of the last
+        proof's send time; proofs may arrive on another thread (see
+        :meth:`presence_proof`), so the presence deadline is read here, now.
+        """
         leadership = self._leadership
         if leadership is None or now >= leadership[1]:
             return None
+        if self.fast:
+            until = self._presence_until
+            if until is None or now >= until:
+                return None
         return leadership[0]
 
     def deadline_of(self, term: int) -> float | None:
@@ -292,13 +440,53 @@ class Election:
         leadership = self._leadership
         if leadership is None or leadership[0] != term:
             return None
+        if self.fast:
+            return min(leadership[1], self._presence_until or float("-inf"))
         return leadership[1]
+
+    def presence_proof(self, sent_at: float) -> bool:
+        """Fast failover, from the presence listener's thread: a pong proved our presence
+        connection alive after ``sent_at``. Thread-safe (one float that only grows until
+        the connection is lost, read as is by :meth:`leader_term`), so a busy heartbeat
+        thread never delays a proof. The listener calls it only for a connection whose
+        proofs count (see ``validated_epoch``). Returns True when leadership is suspended:
+        post a :class:`PresenceProof` then, for the heartbeat thread to resume it."""
+        if not self.fast or not self._presence_ok:
+            return False
+        until = sent_at + self.timings.presence_window
+        current = self._presence_until
+        if current is None or until > current:
+            self._presence_until = until
+        return self._held is not None and self.state is not State.LEADER
 
     @property
     def lease_deadline(self) -> float | None:
         """Leader only: the instant this instance stops calling itself leader."""
         leadership = self._leadership
         return None if leadership is None else leadership[1]
+
+    @property
+    def holds_lease(self) -> bool:
+        """True while this instance holds the lease in Redis (leading, or suspended)."""
+        return self._held is not None
+
+    @property
+    def watch_period(self) -> float:
+        """Fast failover: how often this follower counts the leader's presence listeners.
+
+        The followers share the watch: together they look once every
+        :data:`WATCH_SPACING` presence intervals, one command each time (one
+        watch in :data:`COUNT_MEMBERS_EVERY` also counts the members).
+        """
+        followers = max(1, self.kind_size - 1)
+        return self.timings.presence_interval * WATCH_SPACING * followers
+
+    @property
+    def takeover_window(self) -> float:
+        """Fast failover: how long a leader's presence must stay gone, by Redis' clock,
+        before its lease is taken: ``presence_window`` and a margin for clock rates."""
+        window = self.timings.presence_window
+        return window * 1.01 + 0.005
 
     @property
     def proposal_floor(self) -> int:
@@ -316,9 +504,16 @@ class Election:
                 # Full heartbeats ride on a regular one, so they need no wake-up of their own.
                 self._next_heartbeat,
                 self._next_acquire if self.state is State.FOLLOWER else None,
-                self._next_renew if self.state is State.LEADER else None,
+                self._next_renew if self._held is not None else None,
+                self._held[1] if self._held is not None else None,
                 self.lease_deadline if self.state is State.LEADER else None,
+                # Fast failover: check then whether a proof has come meanwhile (proofs
+                # arrive on another thread), and suspend if not.
+                self._presence_until if self.state is State.LEADER and self.fast else None,
                 self.lease_expires if self.state is State.FOLLOWER else None,
+                self._next_watch if self._watching and self.leader_id else None,
+                self._next_takeover if self._watching and self.leader_id else None,
+                self._give_up_at,
             )
             if t is not None
         ]
@@ -331,7 +526,7 @@ class Election:
         if self.stopped:
             return []
         if isinstance(event, Start):
-            return self._on_start(event.now)
+            return self._on_start(event.now, event.members)
         if not self.started:
             return []
         if isinstance(event, Tick):
@@ -353,12 +548,24 @@ class Election:
         if isinstance(event, Reconnected):
             self._next_heartbeat = self._next_full_heartbeat = event.now
             return []
+        if isinstance(event, PresenceProof):
+            return self._on_presence_proof(event)
+        if isinstance(event, PresenceLost):
+            return self._on_presence_lost(event)
+        if isinstance(event, PresenceRestored):
+            return self._on_presence_restored(event)
+        if isinstance(event, WatchResult):
+            return self._on_watch_result(event)
+        if isinstance(event, TakeoverResult):
+            return self._on_takeover_result(event)
         raise TypeError(f"unknown event {event!r}")
 
-    def _on_start(self, now: float) -> list[Command]:
+    def _on_start(self, now: float, members: int | None = None) -> list[Command]:
         if self.started:
             return []
         self.started = True
+        if members is not None:
+            self.kind_size = max(1, members)
         t = self.timings
         # start() ran a full heartbeat (join) just before this.
         self._next_heartbeat = now + t.membership_refresh
@@ -368,14 +575,29 @@ class Election:
     def _on_tick(self, now: float) -> list[Command]:
         t = self.timings
         out: list[Command] = []
-        if self.state is State.LEADER:
-            assert self.lease_deadline is not None
-            if now >= self.lease_deadline:
+        if self._held is not None:
+            term, until = self._held
+            if now >= until:
                 # Renewing failed until the deadline: give up before Redis expires it.
                 out += self._demote(leader=None)
-            elif self._next_renew is not None and now >= self._next_renew:
-                self._next_renew = None  # set again by the result
-                out.append(Renew(self.term))
+            elif (
+                self._suspended_since is not None
+                and now - self._suspended_since >= self.timings.renew_deadline
+            ):
+                # Our presence could not be proven for that long: let another lead.
+                out += self._demote(leader=None)
+                self._next_acquire = now + self.timings.reelect_backoff + self._jitter()
+                out.append(Resign(term))
+            else:
+                if self.state is State.LEADER and not self._presence_valid(now):
+                    # No recent proof that our presence connection lives: it may be
+                    # gone, and then another may take the lease once the window is
+                    # over. Stop leading now; keep the lease, and lead again on the
+                    # next proof (see _resume).
+                    out += self._suspend(now)
+                if self._next_renew is not None and now >= self._next_renew:
+                    self._next_renew = None  # set again by the result
+                    out.append(Renew(term, clear_suspicion=self._validate_next))
         elif self.state is State.FOLLOWER:
             if self.lease_expires is not None and now >= self.lease_expires:
                 # The lease we last saw is over and nothing refreshed it.
@@ -385,6 +607,15 @@ class Election:
                 self._next_acquire = None
                 out += self._set_state(State.CANDIDATE)
                 out.append(Acquire(self.proposal_floor))
+            elif self._watching and self.leader_id is not None:
+                if self._next_takeover is not None and now >= self._next_takeover:
+                    self._next_takeover = None
+                    out.append(TakeOver(self.proposal_floor, self.leader_id, self.term))
+                elif self._next_watch is not None and now >= self._next_watch:
+                    self._next_watch = now + self.watch_period
+                    self._watches += 1
+                    count = self._watches % COUNT_MEMBERS_EVERY == 1
+                    out.append(Watch(self.leader_id, self.term, count_members=count))
         if self._next_heartbeat is not None and now >= self._next_heartbeat:
             full = self._next_full_heartbeat is not None and now >= self._next_full_heartbeat
             leader = self.state is State.LEADER
@@ -414,26 +645,54 @@ class Election:
                 # A stale lease of ours, too close to its end to lead on: free it.
                 self._next_acquire = ev.now + self._jitter()
                 return [*self._set_state(State.FOLLOWER), Resign(lease.term)]
-            self.term = lease.term
-            self._leadership = (lease.term, deadline)
-            self.lease_expires = None
-            self._next_renew = ev.sent_at + t.renew_interval
-            self._next_full_heartbeat = min(
-                self._next_full_heartbeat or ev.now, ev.now + t.member_expiry
-            )
-            return [*self._set_state(State.LEADER), *self._set_leader(self.my_id)]
+            return self._take(ev.now, ev.sent_at, lease.term, deadline, ev.present)
         out = self._follow(ev.now, lease)
         return [*self._set_state(State.FOLLOWER), *out]
 
+    def _take(
+        self, now: float, sent_at: float, term: int, deadline: float, present: bool
+    ) -> list[Command]:
+        """We hold the lease of ``term`` until ``deadline``: lead, if our presence is
+        proven (fast failover: ``present`` at the script, or a proof since)."""
+        t = self.timings
+        self.term = term
+        self._held = (term, deadline)
+        self.lease_expires = None
+        self._next_acquire = self._next_watch = self._next_takeover = None
+        self._next_renew = sent_at + t.renew_interval
+        self._next_full_heartbeat = min(self._next_full_heartbeat or now, now + t.member_expiry)
+        if self.fast and present:
+            # Our presence channel had a listener as the lease was taken (which also
+            # dropped any takeover suspicion): a proof, sent at sent_at.
+            until = sent_at + t.presence_window
+            self._presence_until = max(self._presence_until or until, until)
+        if not self._presence_valid(now):
+            # Held, but our presence connection is not proven yet: lead once it is.
+            self._suspended_since = now
+            return [*self._set_state(State.FOLLOWER), *self._set_leader(self.my_id)]
+        out = [*self._set_state(State.LEADER), *self._set_leader(self.my_id)]
+        self._publish_leadership()
+        return out
+
     def _on_renew_result(self, ev: RenewResult) -> list[Command]:
         t = self.timings
-        if self.state is not State.LEADER:
+        if self._held is None:
             return []
         if ev.renewed:
-            deadline = max(self.lease_deadline or 0.0, ev.sent_at + t.renew_deadline)
-            self._leadership = (self.term, deadline)
+            term, until = self._held
+            self._held = (term, max(until, ev.sent_at + t.renew_deadline))
             self._next_renew = ev.sent_at + t.renew_interval
-            return []
+            if ev.validated and self.fast and self._restoring_epoch is not None:
+                # Sent after our presence connection came back subscribed, and still
+                # ours: nobody took it meanwhile, and nobody can while it stays.
+                self.validated_epoch = self._restoring_epoch
+                self._restoring_epoch = None
+                self._presence_ok = True
+                self._validate_next = False
+                until = ev.sent_at + t.presence_window
+                self._presence_until = max(self._presence_until or until, until)
+            self._publish_leadership()
+            return self._resume(ev.now)
         # Not ours any more: someone else holds it, or it expired. Demote
         # before learning the newer term (see _demote).
         lease = ev.lease
@@ -452,8 +711,10 @@ class Election:
             self._announce = True
         if not ev.lease_read:
             return out
+        if ev.members is not None:
+            self.kind_size = max(1, ev.members)
         lease = ev.lease
-        if self.state is State.LEADER:
+        if self._held is not None:
             if lease is None:
                 # No lease key: given up by nobody (we lead), so lost by Redis (evicted,
                 # flushed). Renew now: that puts it back while it is ours, or says whose
@@ -491,11 +752,13 @@ class Election:
         t = self.timings
         cmd = ev.command
         if isinstance(cmd, Renew):
-            if ev.refused and self.state is State.LEADER:
+            if cmd.clear_suspicion:
+                self._validate_next = True  # the next renew must clear it instead
+            if ev.refused and self._held is not None:
                 # Redis answered, and will not extend the lease (out of memory, a
                 # demoted primary...): lead no longer on a lease it may not keep. The
                 # lease runs out by itself; campaign once it has.
-                deadline = self.lease_deadline or ev.now
+                deadline = self._held[1]
                 out = self._demote(leader=None)
                 self.lease_expires = deadline + (t.lease_ttl - t.renew_deadline)
                 self._next_acquire = self.lease_expires + self._jitter()
@@ -507,6 +770,9 @@ class Election:
             # Redis is unhappy: stop campaigning, let the heartbeat tell us when it is back.
             self._next_heartbeat = min(self._next_heartbeat or ev.now, ev.now + t.renew_interval)
             return self._set_state(State.FOLLOWER)
+        if isinstance(cmd, TakeOver) and self._watching:
+            # Try again at the next watch (which counts the listeners anew).
+            return []
         if isinstance(cmd, Heartbeat):
             self._next_heartbeat = min(self._next_heartbeat or ev.now, ev.now + t.renew_interval)
             # Retry with the full script: it also repairs keys that hold junk.
@@ -529,7 +795,8 @@ class Election:
             if msg.type is ControlType.LEFT:
                 out.append(Emit("instance_left", {"instance_id": msg.id}))
             vacancy = msg.type is ControlType.RESIGNED or msg.id == self.leader_id
-            if msg.id != self.my_id and vacancy and self.state is State.FOLLOWER:
+            held = self._held is not None
+            if msg.id != self.my_id and vacancy and self.state is State.FOLLOWER and not held:
                 # A vacancy, maybe (even if we had not yet heard of that leader):
                 # campaigning is itself the check. Until it answers, we know of
                 # no leader; a forged notice costs one campaign, nothing more.
@@ -554,9 +821,9 @@ class Election:
         return [*out, Resign(term)]
 
     def _on_stop(self) -> list[Command]:
-        term = self.term if self.state is State.LEADER else None
+        term = self._held[0] if self._held is not None else None
         out: list[Command] = []
-        if self.state is not State.FOLLOWER:
+        if self.state is not State.FOLLOWER or self._held is not None:
             out += self._demote(leader=None)
         self.stopped = True
         return [*out, Leave(term)]
@@ -595,6 +862,13 @@ class Election:
             at = min(at, self._next_acquire)
         self.lease_expires = now + remaining
         self._next_acquire = at
+        if self.fast and lease.holder != self.leader_id:
+            # A new leader: watch its presence from a random point of the period,
+            # so that the followers' watches spread over it.
+            self._next_takeover = None
+            self._next_watch = now + self._rng.uniform(0.0, self.watch_period)
+        elif self.fast and self._next_watch is None:
+            self._next_watch = now + self._rng.uniform(0.0, self.watch_period)
         return self._set_leader(lease.holder)
 
     def _demote(self, leader: str | None, newer_term: int | None = None) -> list[Command]:
@@ -602,7 +876,11 @@ class Election:
         another thread must never see this instance lead with a term it does not hold."""
         old = self.state
         self._leadership = None
+        self._held = None
         self._next_renew = None
+        self._presence_until = None
+        self._validate_next = False
+        self._suspended_since = None
         self.state = State.FOLLOWER
         if newer_term is not None:
             self._see_term(newer_term)
@@ -610,6 +888,115 @@ class Election:
         if old is State.FOLLOWER:
             return out
         return [*self._emit_state(old, State.FOLLOWER), *out]
+
+    # ------------------------------------------------------ fast failover
+
+    @property
+    def _watching(self) -> bool:
+        """A follower of a known leader, holding no lease, watches the leader's presence."""
+        return self.fast and self.state is State.FOLLOWER and self._held is None
+
+    @property
+    def _give_up_at(self) -> float | None:
+        """When a suspended leadership is given up (see _on_tick)."""
+        since = self._suspended_since
+        if since is None or self._held is None:
+            return None
+        return since + self.timings.renew_deadline
+
+    def _presence_valid(self, now: float) -> bool:
+        """May we lead now, as far as our presence connection goes?"""
+        if not self.fast:
+            return True
+        until = self._presence_until
+        return self._presence_ok and until is not None and now < until
+
+    def _publish_leadership(self) -> None:
+        """Set what is_leader reads: the lease deadline, and the presence deadline."""
+        held = self._held
+        if self.state is not State.LEADER or held is None:
+            self._leadership = None
+            return
+        self._leadership = (held[0], held[1])
+
+    def _suspend(self, now: float) -> list[Command]:
+        """Stop leading (signals, leader work) but keep the lease and renew it."""
+        self._leadership = None
+        self.state = State.FOLLOWER
+        self._suspended_since = now
+        return self._emit_state(State.LEADER, State.FOLLOWER)
+
+    def _resume(self, now: float) -> list[Command]:
+        """Lead again on the lease we kept, once our presence is proven anew."""
+        held = self._held
+        if self.state is State.LEADER or held is None or now >= held[1]:
+            return []
+        if not self._presence_valid(now):
+            return []
+        self.state = State.LEADER
+        self._suspended_since = None
+        self._publish_leadership()
+        return [*self._emit_state(State.FOLLOWER, State.LEADER), *self._set_leader(self.my_id)]
+
+    def _on_presence_proof(self, ev: PresenceProof) -> list[Command]:
+        self.presence_proof(ev.sent_at)
+        return self._resume(ev.now)
+
+    def _on_presence_lost(self, ev: PresenceLost) -> list[Command]:
+        if not self.fast:
+            return []
+        self._presence_ok = False
+        self._presence_until = None
+        if self.state is State.LEADER:
+            return self._suspend(ev.now)
+        return []
+
+    def _on_presence_restored(self, ev: PresenceRestored) -> list[Command]:
+        if not self.fast:
+            return []
+        if self._held is None:
+            # Nothing to prove now; a lease taken later is proven by its acquire.
+            self.validated_epoch = ev.epoch
+            self._presence_ok = True
+            return []
+        # Lead again only after a renew sent now, while it is subscribed: that renew
+        # proves nobody took the lease meanwhile, and drops a takeover suspicion.
+        self._restoring_epoch = ev.epoch
+        self._validate_next = True
+        self._next_renew = ev.now
+        return []
+
+    def _on_watch_result(self, ev: WatchResult) -> list[Command]:
+        if ev.members is not None:
+            self.kind_size = max(1, ev.members)
+        if not self._watching or ev.holder != self.leader_id or ev.listeners > 0:
+            return []
+        # The leader's presence connection is gone: a crash, or a connection lost
+        # while it lives. The takeover script tells which, by waiting the window out.
+        if self._next_takeover is None:
+            return [TakeOver(self.proposal_floor, ev.holder, ev.term)]
+        return []
+
+    def _on_takeover_result(self, ev: TakeoverResult) -> list[Command]:
+        t = self.timings
+        if self._held is not None or self.state is not State.FOLLOWER:
+            return []
+        lease = ev.lease
+        if ev.status == "vacant":
+            self.lease_expires = None
+            self._schedule_acquire(ev.now + self._jitter())
+            return self._set_leader(None)
+        if lease is None:
+            return []
+        self._see_term(lease.term)
+        if ev.status == "acquired":
+            deadline = ev.sent_at + lease.remaining - (t.lease_ttl - t.renew_deadline)
+            return self._take(ev.now, ev.sent_at, lease.term, deadline, ev.present)
+        if ev.status == "suspect":
+            self._next_takeover = ev.now + ev.remaining + 0.005
+            return []
+        self._next_takeover = None
+        return self._follow(ev.now, lease)
 
     def _set_leader(self, leader: str | None) -> list[Command]:
         if leader == self.leader_id:

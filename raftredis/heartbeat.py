@@ -34,7 +34,11 @@ from .election import (
     RenewResult,
     Resign,
     Start,
+    TakeOver,
+    TakeoverResult,
     Tick,
+    Watch,
+    WatchResult,
 )
 from .errors import BackendError, LeaseVanishedError, RefusedError
 from .store import LeaseRecord, RedisStore
@@ -99,8 +103,9 @@ class HeartbeatLoop:
         self._failing = False
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def start(self) -> None:
-        self.post(Start(self._monotonic()))
+    def start(self, members: int | None = None) -> None:
+        """Start the thread; ``members``: the kind's live members at the join, if known."""
+        self.post(Start(self._monotonic(), members))
         self.thread.start()
 
     def post(self, event: Event, done: threading.Event | None = None) -> None:
@@ -172,18 +177,45 @@ class HeartbeatLoop:
         store = self._store
         ttl_ms = int(t.lease_ttl * 1000)
         if isinstance(command, Acquire):
-            acquired = store.acquire(command.known_term, ttl_ms)
+            acquired = store.acquire(command.known_term, ttl_ms, fast=self.election.fast)
             if acquired.acquired and self._min_replicas > 0:
                 self._require_replicas(acquired.lease.term)
             if acquired.lease.holder == store.member_id:
                 self._lease_expires_ms = acquired.lease.expires_ms
             held = self._lease(acquired.lease, acquired.remaining_ms / 1000.0)
-            return AcquireResult(self._monotonic(), sent_at, held)
+            return AcquireResult(self._monotonic(), sent_at, held, acquired.present)
+        if isinstance(command, Watch):
+            listeners, members = store.presence_listeners(command.holder, command.count_members)
+            now = self._monotonic()
+            return WatchResult(now, command.holder, command.term, listeners, members)
+        if isinstance(command, TakeOver):
+            window_ms = max(1, round(self.election.takeover_window * 1000))
+            found = store.takeover(command.known_term, ttl_ms, window_ms)
+            seen = None
+            if found.lease is not None:
+                seen = self._lease(found.lease, found.remaining_ms / 1000.0)
+                if found.status == "acquired":
+                    if self._min_replicas > 0:
+                        self._require_replicas(found.lease.term)
+                    self._lease_expires_ms = found.lease.expires_ms
+            return TakeoverResult(
+                self._monotonic(),
+                sent_at,
+                found.status,
+                seen,
+                found.remaining_ms / 1000.0,
+                found.present,
+            )
         if isinstance(command, Renew):
             self._check_memory_settings()
             expires_ms = self._clock.now_ms() + ttl_ms
             renewed = store.renew(
-                command.term, ttl_ms, expires_ms, self._lease_expires_ms, self.keep_lease_copy
+                command.term,
+                ttl_ms,
+                expires_ms,
+                self._lease_expires_ms,
+                self.keep_lease_copy,
+                clear_suspicion=command.clear_suspicion,
             )
             if renewed.renewed:
                 self._lease_expires_ms = expires_ms
@@ -195,7 +227,9 @@ class HeartbeatLoop:
             other = None
             if renewed.lease is not None:
                 other = self._lease(renewed.lease, renewed.remaining_ms / 1000.0)
-            return RenewResult(self._monotonic(), sent_at, renewed.renewed, other)
+            return RenewResult(
+                self._monotonic(), sent_at, renewed.renewed, other, command.clear_suspicion
+            )
         if isinstance(command, Heartbeat):
             expiry_ms = int(t.member_expiry * 1000)
             if command.full:
@@ -213,7 +247,7 @@ class HeartbeatLoop:
                 lease = self._lease(reply.lease, remaining)
             # A full heartbeat that added us re-announced us already.
             rejoined = reply.added and not command.full
-            return HeartbeatResult(now, command.read_lease, lease, rejoined)
+            return HeartbeatResult(now, command.read_lease, lease, rejoined, reply.members)
         if isinstance(command, Resign):
             store.resign(command.term)
             return None

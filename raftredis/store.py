@@ -30,6 +30,7 @@ __all__ = [
     "MemorySettings",
     "RedisStore",
     "RenewReply",
+    "TakeoverReply",
     "parse_lease",
     "send_to_leader_script",
 ]
@@ -84,6 +85,27 @@ class KeySpace:
     @property
     def meta(self) -> str:
         return f"{self.base}:meta"
+
+    @property
+    def takeover(self) -> str:
+        """Fast failover: the suspicion that the lease holder's presence connection is
+        gone, with when it was first seen gone (see ``lua/takeover.lua``)."""
+        return f"{self.base}:takeover"
+
+    @property
+    def presence_term(self) -> str:
+        """Fast failover: ``"<term> <holder>"`` of a lease whose holder proves its presence;
+        only such a lease can be taken over (see ``lua/takeover.lua``)."""
+        return f"{self.base}:presence-term"
+
+    @property
+    def presence_prefix(self) -> str:
+        return f"{self.base}:presence:"
+
+    def presence(self, instance_id: str) -> str:
+        """Fast failover: the channel an instance's control listener listens on, so that
+        Redis counts its presence connection (``PUBSUB NUMSUB``); nothing is published."""
+        return f"{self.presence_prefix}{instance_id}"
 
     @property
     def control(self) -> str:
@@ -153,6 +175,20 @@ class AcquireReply:
     remaining_ms: int
     #: Held by its copy: the lease key had vanished (evicted, flushed) before it ran out.
     vanished: bool = False
+    #: Fast failover, when taken: our presence channel had a listener as we took it.
+    present: bool = False
+
+
+@dataclass(frozen=True)
+class TakeoverReply:
+    """What the takeover script found: ``vacant``, ``held`` (by us, or a present holder),
+    ``suspect`` (the holder's presence is gone; ``remaining_ms`` until it may be taken)
+    or ``acquired`` (taken: ``lease`` is ours)."""
+
+    status: str
+    lease: LeaseRecord | None
+    remaining_ms: int = 0
+    present: bool = False
 
 
 @dataclass(frozen=True)
@@ -170,6 +206,8 @@ class HeartbeatReply:
     lease: LeaseRecord | None
     server_ms: int | None = None
     taken: bool = False
+    #: Live members of the kind (full heartbeats only).
+    members: int | None = None
 
 
 @dataclass(frozen=True)
@@ -217,10 +255,10 @@ def _load_lua(name: str, publish_command: str) -> str:
 #: The last ARGV that makes a script return its notices instead of publishing them.
 RETURN_NOTICES = "notices:return"
 #: The scripts that announce something on the control or membership channel.
-_NOTICE_SCRIPTS = frozenset({"acquire", "resign", "leave", "heartbeat", "members"})
+_NOTICE_SCRIPTS = frozenset({"acquire", "resign", "leave", "heartbeat", "members", "takeover"})
 
 
-_SCRIPT_NAMES = ("acquire", "renew", "resign", "leave", "heartbeat", "members")
+_SCRIPT_NAMES = ("acquire", "renew", "resign", "leave", "heartbeat", "members", "takeover")
 #: Each script twice: publishing with PUBLISH, and with SPUBLISH (Redis Cluster).
 _SCRIPT_TEXT = {
     command: {name: _load_lua(name, command) for name in _SCRIPT_NAMES}
@@ -300,13 +338,17 @@ class RedisStore:
         id; "announce" publishes ``joined`` even if we were present.
         """
         k = self.keys
-        now, added, lease = self._script(
+        now, added, lease, *rest = self._script(
             "heartbeat",
             [k.members, k.meta, k.leader, k.leader_copy],
             [self.member_id, member_expiry_ms, record, k.control, mode, k.membership],
         )
         return HeartbeatReply(
-            added=added == 1, lease=parse_lease(lease), server_ms=int(now), taken=added == -1
+            added=added == 1,
+            lease=parse_lease(lease),
+            server_ms=int(now),
+            taken=added == -1,
+            members=int(rest[0]) if rest else None,
         )
 
     def heartbeat(self, expires_ms: int, read_lease: bool) -> HeartbeatReply:
@@ -325,36 +367,119 @@ class RedisStore:
         lease = parse_lease(replies[1]) if read_lease else None
         return HeartbeatReply(added=bool(replies[0]), lease=lease)
 
-    def acquire(self, known_term: int, ttl_ms: int) -> AcquireReply:
-        """Take the lease if free; otherwise report who holds it."""
+    def acquire(self, known_term: int, ttl_ms: int, fast: bool = False) -> AcquireReply:
+        """Take the lease if free; otherwise report who holds it. ``fast`` (fast
+        failover): also say whether our presence channel has a listener."""
         k = self.keys
+        presence = k.presence(self.member_id) if fast else ""
         reply = self._script(
             "acquire",
-            [k.leader, k.term, k.leader_copy],
-            [self.member_id, known_term, ttl_ms, k.control],
+            [k.leader, k.term, k.leader_copy, k.takeover, k.presence_term],
+            [self.member_id, known_term, ttl_ms, k.control, presence],
         )
         status, value, remaining = reply[:3]
         lease = parse_lease(value)
         if lease is None:
             raise BackendError(f"acquire returned an unreadable lease {value!r}")
-        vanished = len(reply) > 3
-        return AcquireReply(_text(status) == "acquired", lease, int(remaining), vanished)
+        acquired = _text(status) == "acquired"
+        extra = reply[3] if len(reply) > 3 else None
+        return AcquireReply(
+            acquired,
+            lease,
+            int(remaining),
+            vanished=not acquired and extra is not None,
+            present=acquired and extra == 1,
+        )
+
+    def takeover(self, known_term: int, ttl_ms: int, window_ms: int) -> TakeoverReply:
+        """Fast failover: take the lease of a holder whose presence connection has been
+        gone for ``window_ms`` (or record that it is gone now); see ``lua/takeover.lua``."""
+        k = self.keys
+        reply = self._script(
+            "takeover",
+            [k.leader, k.term, k.leader_copy, k.takeover, k.presence_term],
+            [self.member_id, known_term, ttl_ms, k.control, k.presence_prefix, window_ms],
+        )
+        status = _text(reply[0])
+        if status == "vacant":
+            return TakeoverReply(status, None)
+        lease = parse_lease(reply[1])
+        if lease is None:
+            raise BackendError(f"takeover returned an unreadable lease {reply[1]!r}")
+        present = status == "acquired" and len(reply) > 3 and reply[3] == 1
+        return TakeoverReply(status, lease, int(reply[2]), present)
+
+    def presence_refused(self) -> str | None:
+        """Fast failover: None if this Redis user may run what it needs (``PING``,
+        ``PUBSUB NUMSUB``, our presence channel), else what Redis refused. One round trip."""
+        k = self.keys
+        channel = k.presence(self.member_id)
+
+        def run() -> list[Any]:
+            pipe = self.commands.pipeline(transaction=False)
+            pipe.ping()
+            pipe.execute_command("PUBSUB", "SHARDNUMSUB" if k.sharded else "NUMSUB", channel)
+            pipe.execute_command(k.publish_command, channel, b"")  # the channel's ACL
+            replies: list[Any] = pipe.execute(raise_on_error=False)
+            return replies
+
+        replies = self._call("checking fast failover's commands", run)
+        refused = [str(r) for r in replies if isinstance(r, redis.ResponseError)]
+        return "; ".join(refused) if refused else None
+
+    def presence_listeners(
+        self, instance_id: str, count_members: bool = False
+    ) -> tuple[int, int | None]:
+        """Fast failover: how many connections listen on ``instance_id``'s presence
+        channel (one ``PUBSUB NUMSUB``, or ``SHARDNUMSUB`` in a Redis Cluster), and, if
+        ``count_members``, the kind's live members (``ZCARD``, in the same round trip)."""
+        k = self.keys
+
+        def run() -> list[Any]:
+            pipe = self.commands.pipeline(transaction=False)
+            command = "SHARDNUMSUB" if k.sharded else "NUMSUB"
+            pipe.execute_command("PUBSUB", command, k.presence(instance_id))
+            if count_members:
+                pipe.zcard(k.members)
+            replies: list[Any] = pipe.execute()
+            return replies
+
+        replies = self._call("counting a presence channel's listeners", run)
+        numsub = replies[0]
+        listeners = int(numsub[1]) if isinstance(numsub, (list, tuple)) and len(numsub) > 1 else 0
+        return listeners, (int(replies[1]) if count_members else None)
 
     def renew(
-        self, term: int, ttl_ms: int, expires_ms: int, last_expires_ms: int, keep_copy: bool
+        self,
+        term: int,
+        ttl_ms: int,
+        expires_ms: int,
+        last_expires_ms: int,
+        keep_copy: bool,
+        clear_suspicion: bool = False,
     ) -> RenewReply:
         """Extend our lease if we still hold it (``last_expires_ms``: the expiry we
         wrote last, so that a lease Redis lost is put back only if still good).
 
         ``keep_copy``: update the lease's copy too (one more command), which a
         Redis that may evict needs (see ``KeySpace.leader_copy``).
+        ``clear_suspicion`` (fast failover): drop a takeover suspicion, as the first
+        renew after our presence connection subscribed again must.
         """
         k = self.keys
         prefix = owner_prefix(term, self.member_id)
         reply = self._script(
             "renew",
-            [k.leader, k.leader_copy, k.term],
-            [prefix, f"{prefix}{expires_ms}", ttl_ms, term, last_expires_ms, int(keep_copy)],
+            [k.leader, k.leader_copy, k.term, k.takeover],
+            [
+                prefix,
+                f"{prefix}{expires_ms}",
+                ttl_ms,
+                term,
+                last_expires_ms,
+                int(keep_copy),
+                int(clear_suspicion),
+            ],
         )
         status = _text(reply[0])
         if status == "renewed":

@@ -19,7 +19,20 @@ reelect_backoff        150 ms           a leader that called reelect() waits thi
 clock_sync_interval    max(30 s, 10 ttl) followers re-measure the server clock
 socket_timeout         renew_interval/3 a command and its one retry fit in one
                                         renew interval
+presence_interval      100 ms           fast failover: the leader proves its presence
+                                        connection alive this often, and the kind
+                                        looks for a leader's vanished connection
+                                        this often (between all its followers)
+presence_window        200 ms           fast failover: a leader stops calling itself
+                                        leader this long after its last proof was
+                                        sent; a follower takes over a lease this
+                                        long after it saw the leader's connection
+                                        gone (and it stayed gone)
 =====================  ===============  ============================================
+
+The two presence timings are not derived from ``lease_ttl`` (a crash is
+detected in about ``presence_window`` whatever the lease), except that the
+window stays below half of ``renew_deadline`` for very short leases.
 """
 
 from __future__ import annotations
@@ -49,6 +62,8 @@ class Timings:
     clock_sync_interval: float = 30.0
     socket_timeout: float = 0.25
     start_timeout: float = 6.0
+    presence_interval: float = 0.1
+    presence_window: float = 0.2
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -82,6 +97,9 @@ class Timings:
             "socket_timeout": _given(overrides, "socket_timeout", renew_interval / 3),
             "start_timeout": _given(overrides, "start_timeout", max(5.0, ttl * 2)),
         }
+        window = _given(overrides, "presence_window", min(0.2, derived["renew_deadline"] / 2))
+        derived["presence_window"] = window
+        derived["presence_interval"] = _given(overrides, "presence_interval", window / 2)
         return cls(**derived)
 
 
@@ -133,6 +151,18 @@ def _validate(t: Timings) -> None:
             f"membership_refresh ({t.membership_refresh:g} s) must be at most half of "
             f"member_expiry ({t.member_expiry:g} s), or live members would be pruned "
             "after one late refresh. Lower membership_refresh or raise member_expiry."
+        )
+    if t.presence_interval > t.presence_window / 2:
+        raise ConfigurationError(
+            f"presence_interval ({t.presence_interval:g} s) must be at most half of "
+            f"presence_window ({t.presence_window:g} s), so that one late proof does not "
+            "cost the leader its leadership. Lower presence_interval."
+        )
+    if t.presence_window >= t.renew_deadline:
+        raise ConfigurationError(
+            f"presence_window ({t.presence_window:g} s) must be shorter than renew_deadline "
+            f"({t.renew_deadline:g} s), or fast failover would be no faster than the lease. "
+            "Lower presence_window."
         )
     if t.member_expiry <= t.lease_ttl:
         raise ConfigurationError(

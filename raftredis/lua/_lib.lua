@@ -79,6 +79,41 @@ local function held_lease(leader_key, copy_key)
   return false, false
 end
 
+-- Fast failover: how many connections listen on an instance's presence
+-- channel (its control listener does, while it runs). PUBSUB is 'PUBLISH' or
+-- 'SPUBLISH' above; NUMSUB follows it.
+local function listeners(channel)
+  local command = PUBLISH == 'SPUBLISH' and 'SHARDNUMSUB' or 'NUMSUB'
+  return tonumber(redis.call('PUBSUB', command, channel)[2])
+end
+
+-- Take the lease for `id` in a new term: the term key, the lease, its copy, and
+-- the elected notice. The first write fails on a Redis out of memory: then
+-- nothing is taken.
+local function take_lease(leader_key, term_key, copy_key, id, known_term, ttl_ms, control)
+  -- Terms are integers below 2^53 (exact in Lua's doubles), so the next term
+  -- must be too. Anything else in the term key was not written by raftredis
+  -- and is ignored.
+  local function sane(n)
+    if n == nil or n ~= n or n < 0 or n >= 2^53 - 1 then return 0 end
+    return math.floor(n)
+  end
+  local now = server_ms()
+  local stored = sane(tonumber(on_own_key(term_key, 'GET', term_key)))
+  -- The server's clock in ms is a floor for every new term. Without it, a
+  -- failover to a replica that missed the last election (or lost its data)
+  -- could hand out a term already used, if the winner never read it. With it,
+  -- a term taken later is larger, as long as the Redis servers' clocks agree to
+  -- within the time between two elections (at least a lease).
+  local term = math.max(stored, sane(tonumber(known_term)), now) + 1
+  local value = fmt_int(term) .. ' ' .. id .. ' ' .. fmt_int(now + tonumber(ttl_ms))
+  redis.call('SET', term_key, fmt_int(term))
+  redis.call('SET', leader_key, value, 'PX', ttl_ms)
+  redis.call('SET', copy_key, value)
+  notice(control, 'elected', id, term)
+  return value
+end
+
 -- Delete the lease (and its copy) if `owner` ("<term> <id> ") still holds it;
 -- announce it.
 local function resign_if_mine(leader_key, copy_key, owner, control, id, term)

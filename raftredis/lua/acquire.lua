@@ -1,9 +1,12 @@
 -- acquire: take the lease if nobody holds it.
--- KEYS: 1 leader, 2 term, 3 leader copy
+-- KEYS: 1 leader, 2 term, 3 leader copy, 4 takeover suspicion (fast failover),
+--       5 the term whose holder proves its presence (fast failover)
 -- ARGV: 1 candidate id, 2 highest term the candidate has seen, 3 lease ttl ms,
---       4 control channel
--- Returns {"acquired", value, ttl ms} or {"held", value, pttl ms}, and then
--- "vanished" when the lease key was gone but its copy had not run out.
+--       4 control channel, 5 our presence channel with fast failover, or ""
+-- Returns {"acquired", value, ttl ms, present} or {"held", value, pttl ms}, and
+-- then "vanished" when the lease key was gone but its copy had not run out.
+-- present (fast failover): 1 if our presence channel has a listener now, the
+-- first proof that our presence connection is alive; 0 without fast failover.
 -- Safe to run twice: the second run finds the lease held (by us).
 local current = on_own_key(KEYS[1], 'GET', KEYS[1])
 if current then
@@ -24,25 +27,17 @@ else
     end
   end
 end
--- Terms are integers below 2^53 (exact in Lua's doubles), so the next term
--- must be too. Anything else in the term key was not written by raftredis
--- and is ignored.
-local function sane(n)
-  if n == nil or n ~= n or n < 0 or n >= 2^53 - 1 then return 0 end
-  return math.floor(n)
+local value = take_lease(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+local present = 0
+if ARGV[5] ~= '' then
+  redis.call('DEL', KEYS[4])  -- a suspicion about an earlier holder is over
+  present = listeners(ARGV[5]) > 0 and 1 or 0
 end
-local now = server_ms()
-local stored = sane(tonumber(on_own_key(KEYS[2], 'GET', KEYS[2])))
--- The server's clock in ms is a floor for every new term. Without it, a
--- failover to a replica that missed the last election (or lost its data)
--- could hand out a term already used, if the winner never read it. With it,
--- a term taken later is larger, as long as the Redis servers' clocks agree to
--- within the time between two elections (at least a lease).
-local term = math.max(stored, sane(tonumber(ARGV[2])), now) + 1
-local value = fmt_int(term) .. ' ' .. ARGV[1] .. ' ' .. fmt_int(now + tonumber(ARGV[3]))
--- The first write fails on a Redis out of memory (noeviction): nothing is taken.
-redis.call('SET', KEYS[2], fmt_int(term))
-redis.call('SET', KEYS[1], value, 'PX', ARGV[3])
-redis.call('SET', KEYS[3], value)
-notice(ARGV[4], 'elected', ARGV[1], term)
-return {'acquired', value, tonumber(ARGV[3])}
+-- Only a holder that proves its presence may have its lease taken over (a
+-- holder without fast failover, or of an earlier version, never is).
+if present == 1 then
+  redis.call('SET', KEYS[5], string.match(value, '^(%d+ %S+) '))
+else
+  redis.call('DEL', KEYS[5])
+end
+return {'acquired', value, tonumber(ARGV[3]), present}

@@ -6,7 +6,8 @@
 --       (left notices of pruned members), 5 mode: "join" (refuse if a live
 --       member has our id), "announce" (publish joined even if present), or ""
 --       (routine), 6 membership channel (joined notices)
--- Returns {server ms, added (1, 0, or -1: refused, the id is taken), lease value or nil}.
+-- Returns {server ms, added (1, 0, or -1: refused, the id is taken), lease value
+-- or false, live members}.
 -- Safe to run twice (the second run only refreshes).
 local now = server_ms()
 if ARGV[5] == 'join' then
@@ -24,4 +25,4 @@ if added == 1 or ARGV[5] == 'announce' then
     '{"v":1,"type":"joined","id":' .. cjson.encode(ARGV[1]) .. ',"record":' .. ARGV[3] .. '}')
 end
 prune(KEYS[1], KEYS[2], ARGV[4], now, 100)
-return {now, added, (held_lease(KEYS[3], KEYS[4]))}
+return {now, added, (held_lease(KEYS[3], KEYS[4])), redis.call('ZCARD', KEYS[1])}

@@ -1,10 +1,12 @@
 -- renew: extend the lease, only if we still hold it.
--- KEYS: 1 leader, 2 leader copy, 3 term
+-- KEYS: 1 leader, 2 leader copy, 3 term, 4 takeover suspicion (fast failover)
 -- ARGV: 1 owner prefix "<term> <id> ", 2 new value (same prefix, new expiry),
 --       3 lease ttl ms, 4 our term, 5 the expiry (server ms) of the value we
 --       wrote last, 6 "1" to update the lease's copy (on a Redis that may
 --       evict; elsewhere the copy written by acquire goes stale, harmlessly:
---       its expiry is never later than the lease's)
+--       its expiry is never later than the lease's), 7 "1" to drop a suspicion
+--       (fast failover: the first renew after our presence connection
+--       subscribed again; see takeover.lua)
 -- Returns {"renewed"}, {"renewed", "restored"} (the lease key had vanished
 -- before it ran out, and is back), {"lost"} or {"taken", value, pttl ms}.
 -- One SET ... XX GET does the common case in a single call (GET + PEXPIRE
@@ -17,6 +19,9 @@ if old then
   if string.sub(old, 1, #ARGV[1]) == ARGV[1] then
     if ARGV[6] == '1' then
       redis.call('SET', KEYS[2], ARGV[2])
+    end
+    if ARGV[7] == '1' then
+      redis.call('DEL', KEYS[4])
     end
     return {'renewed'}
   end
@@ -51,4 +56,7 @@ else
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('SET', KEYS[2], ARGV[2])
+if ARGV[7] == '1' then
+  redis.call('DEL', KEYS[4])
+end
 return {'renewed', 'restored'}

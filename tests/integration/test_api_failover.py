@@ -12,6 +12,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from helpers import (  # noqa: F401
@@ -32,7 +33,11 @@ LEADER_SCRIPT = textwrap.dedent(
     """
     import sys
     from raftredis import Candidate
-    c = Candidate(redis=sys.argv[1], kind=sys.argv[2], lease_ttl=1.0, meta={"pid": "child"})
+    fast = sys.argv[3] == "fast" if len(sys.argv) > 3 else False
+    c = Candidate(
+        redis=sys.argv[1], kind=sys.argv[2], lease_ttl=1.0, meta={"pid": "child"},
+        fast_failover=fast,
+    )
     c.start()
     print(c.id, int(c.is_leader), c.current_term, flush=True)
     sys.stdin.read()  # until killed
@@ -41,10 +46,14 @@ LEADER_SCRIPT = textwrap.dedent(
 
 
 @pytest.fixture
-def leader_process(cluster: Cluster) -> Iterator[tuple[subprocess.Popen[str], str, int]]:
-    """A leader Candidate (lease_ttl=1.0) in a separate process: (process, id, term)."""
+def leader_process(
+    cluster: Cluster, request: pytest.FixtureRequest
+) -> Iterator[tuple[subprocess.Popen[str], str, int]]:
+    """A leader Candidate (lease_ttl=1.0) in a separate process: (process, id, term).
+    Without fast failover, unless the test is parametrized with ``fast``."""
+    fast = "fast" if getattr(request, "param", False) else "lease"
     proc = subprocess.Popen(
-        [sys.executable, "-c", LEADER_SCRIPT, cluster.redis, cluster.kind],
+        [sys.executable, "-c", LEADER_SCRIPT, cluster.redis, cluster.kind, fast],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -75,7 +84,7 @@ def test_killed_leader_is_replaced_when_its_lease_expires(
     higher term; it is pruned from the members later and instance_left is sent."""
     proc, dead_id, dead_term = leader_process
     recorder = Recorder()
-    follower = cluster.new()
+    follower = cluster.new(fast_failover=False)
     recorder.connect(follower, "elected", "instance_left")
     follower.start()
     assert follower.leader_id == dead_id
@@ -101,11 +110,35 @@ def test_killed_leader_among_several_followers(
 ) -> None:
     """With 3 followers, exactly one replaces the killed leader and all agree on it."""
     proc, dead_id, dead_term = leader_process
-    followers = cluster.start_many(3)
+    followers = cluster.start_many(3, fast_failover=False)
     assert all(f.leader_id == dead_id for f in followers)
     proc.kill()
     proc.wait(5)
     new = wait_until(lambda: next((f for f in followers if f.is_leader), None), timeout=5.0)
+    wait_until(lambda: all(f.leader_id == new.id for f in followers), timeout=3.0)
+    assert sum(f.is_leader for f in followers) == 1
+    assert new.current_term > dead_term
+
+
+@pytest.mark.parametrize("leader_process", [True], indirect=True, ids=["fast"])
+def test_a_killed_leader_is_taken_over_before_its_lease_runs_out(
+    cluster: Cluster, leader_process: tuple[subprocess.Popen[str], str, int], redis_client: Any
+) -> None:
+    """Fast failover: the kernel closes the dead leader's presence connection, the
+    followers see it gone and take the lease once the window is over: well before the
+    lease would have run out. All agree on the new leader."""
+    proc, dead_id, dead_term = leader_process
+    followers = cluster.start_many(2)
+    assert all(f.fast_failover and f.leader_id == dead_id for f in followers)
+    lease_key = f"raftredis:{{{cluster.kind}}}:leader"
+    time.sleep(0.3)  # let the leader renew, so that its lease has most of a ttl left
+    left = redis_client.pttl(lease_key) / 1000.0
+    proc.kill()
+    killed_at = time.monotonic()
+    proc.wait(5)
+    new = wait_until(lambda: next((f for f in followers if f.is_leader), None), timeout=5.0)
+    elapsed = time.monotonic() - killed_at
+    assert elapsed < left, f"taken {elapsed:.3f} s after the kill, the lease had {left:.3f} s"
     wait_until(lambda: all(f.leader_id == new.id for f in followers), timeout=3.0)
     assert sum(f.is_leader for f in followers) == 1
     assert new.current_term > dead_term

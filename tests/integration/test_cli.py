@@ -348,7 +348,9 @@ def test_run_stops_the_command_when_leadership_is_lost(
         timeout=10.0,
         message=lambda: f"log: {read_child_log(log)}; stderr: {a.stderr}",
     )
-    assert read_child_log(log)[-1].term > first["term"]
+    # Leading again: in the same term if the lease outlived the pause (fast failover
+    # suspends a leader that cannot prove its presence, and resumes it), or a newer one.
+    assert read_child_log(log)[-1].term >= first["term"]
 
 
 def test_run_once_exits_with_the_command_code(

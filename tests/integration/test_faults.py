@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from helpers import wait_until
@@ -21,8 +22,10 @@ def server() -> Iterator[RedisServer]:
         yield srv
 
 
-def start_cluster(url: str, n: int, lease_ttl: float = 1.0) -> list[Candidate]:
-    return [Candidate(redis=url, kind="faults", lease_ttl=lease_ttl).start() for _ in range(n)]
+def start_cluster(url: str, n: int, lease_ttl: float = 1.0, **kwargs: Any) -> list[Candidate]:
+    return [
+        Candidate(redis=url, kind="faults", lease_ttl=lease_ttl, **kwargs).start() for _ in range(n)
+    ]
 
 
 def leaders(cluster: list[Candidate]) -> list[Candidate]:
@@ -91,22 +94,28 @@ def wait_for_len(items: list[object], n: int, timeout: float = 0.5) -> bool:
     return False
 
 
+def _commands_per_second(admin: Any, cluster: list[Candidate], seconds: float) -> float:
+    """Commands Redis ran per second (INFO commandstats counts each redis.call of a
+    script too), measured over ``seconds`` once everyone knows the leader."""
+    wait_until(lambda: len({c.leader_id for c in cluster} - {None}) == 1)
+
+    def calls() -> int:
+        stats = admin.info("commandstats")
+        return sum(v["calls"] for k, v in stats.items() if k != "cmdstat_info")
+
+    before, t0 = calls(), time.monotonic()
+    time.sleep(seconds)
+    return (calls() - before) / (time.monotonic() - t0)
+
+
 def test_redis_command_budget_with_default_timings(server: RedisServer) -> None:
-    """Three instances with default timings stay within 2.5 Redis commands per instance
-    per second, as INFO commandstats counts them (every redis.call in a script counts)."""
+    """Three instances with default timings and fast failover off stay within 2.5 Redis
+    commands per instance per second, as INFO commandstats counts them."""
     admin = server.client()
-    cluster = start_cluster(server.url, 3, lease_ttl=3.0)
+    cluster = start_cluster(server.url, 3, lease_ttl=3.0, fast_failover=False)
     try:
-        # Measure the steady state: after everyone knows the leader.
-        wait_until(lambda: len({c.leader_id for c in cluster} - {None}) == 1)
-
-        def calls() -> int:
-            stats = admin.info("commandstats")
-            return sum(v["calls"] for k, v in stats.items() if k != "cmdstat_info")
-
-        before, t0 = calls(), time.monotonic()
-        time.sleep(12.0)  # two leader prune cycles (member_expiry = 6 s)
-        per_instance = (calls() - before) / (time.monotonic() - t0) / len(cluster)
+        # Two leader prune cycles (member_expiry = 6 s).
+        per_instance = _commands_per_second(admin, cluster, 12.0) / len(cluster)
         assert per_instance <= 2.5, f"{per_instance:.2f} commands per instance per second"
         assert per_instance > 0.5  # it did measure the heartbeats
     finally:
@@ -114,6 +123,37 @@ def test_redis_command_budget_with_default_timings(server: RedisServer) -> None:
             c.stop()
         admin.close()
 
+
+@pytest.mark.parametrize("instances", [3, 10])
+def test_fast_failover_costs_at_most_20_commands_per_second_per_kind(
+    server: RedisServer, instances: int
+) -> None:
+    """The leader's presence pings and the followers' shared watch cost at most 20
+    commands per second for the whole kind, whatever its size: the same kind measured
+    with fast failover off, then on."""
+    admin = server.client()
+    measured = {}
+    try:
+        for fast in (False, True):
+            cluster = start_cluster(server.url, instances, lease_ttl=3.0, fast_failover=fast)
+            try:
+                assert all(c.fast_failover is fast for c in cluster)
+                if fast:  # let every follower learn the kind's size (its watches count it)
+                    followers = [c for c in cluster if not c.is_leader]
+                    wait_until(
+                        lambda f=followers: all(c._election.kind_size == instances for c in f),
+                        15,
+                    )
+                measured[fast] = _commands_per_second(admin, cluster, 6.0)
+            finally:
+                for c in cluster:
+                    c.stop()
+        extra = measured[True] - measured[False]
+        print(f"{instances} instances: {measured[False]:.1f} commands/s, {extra:.1f} more fast")
+        assert extra <= 20, f"fast failover costs {extra:.1f} commands per second"
+        assert extra > 10  # it did measure the pings and the watch
+    finally:
+        admin.close()
 
 def test_while_leader_stop_event_is_set_at_the_deadline_even_if_redis_hangs(
     server: RedisServer,

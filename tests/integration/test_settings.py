@@ -69,6 +69,9 @@ SAMPLES: dict[str, Any] = {
     "secret": SECRET,
     "replay_window": 90.0,
     "min_replicas": 1,
+    "fast_failover": False,
+    "presence_interval": 0.08,
+    "presence_window": 0.3,
 }
 
 
@@ -89,6 +92,7 @@ OBSERVE: dict[str, Callable[[Candidate], Any]] = {
     "secret": _signature,
     "replay_window": lambda c: c._replay_window,
     "min_replicas": lambda c: c._min_replicas,
+    "fast_failover": lambda c: c.fast_failover,
 }
 
 

@@ -24,8 +24,8 @@ USER, PASSWORD = "raftredis", "change-me"
 #: The rules of the documented ACL SETUSER line, after ``on >password``.
 RULE_TEXT = (
     "resetkeys resetchannels ~raftredis:* &raftredis:* -@all "
-    "+evalsha +script|load +time +get +set +del +pttl +zadd +zrem +zrangebyscore +zscore "
-    "+hset +hget +hmget +hdel +publish +subscribe +multi +exec +info"
+    "+evalsha +script|load +time +get +set +del +pttl +zadd +zrem +zrangebyscore +zscore +zcard "
+    "+hset +hget +hmget +hdel +publish +subscribe +multi +exec +info +ping +pubsub|numsub"
 )
 RULES = RULE_TEXT.split()
 #: redis-py sends CLIENT SETINFO on every connection; Redis 7.0 does not know it
