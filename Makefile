@@ -92,6 +92,19 @@ bench-full: venv
 	$(VPY) -c 'import matplotlib, psutil' 2>/dev/null || $(VPY) -m pip install -q -e '.[bench]'
 	$(VPY) bench/run.py --full --out $(BENCH_OUT)
 
+# raftredis side by side with tooz's Redis driver (bench/compare.py, docs/benchmarks.md):
+# one private Redis, every participant a process of its own, trials interleaved. The
+# default run takes about 15 minutes; `make bench-compare COMPARE_ARGS=--quick` under 3.
+# Writes $(BENCH_OUT)/compare.json and compare.md, and docs/img/benchmarks/compare.png.
+COMPARE_ARGS ?=
+
+.PHONY: bench-compare
+
+bench-compare: venv
+	$(VPY) -c 'import matplotlib, tooz' 2>/dev/null || $(VPY) -m pip install -q -e '.[bench]'
+	$(VPY) bench/compare.py $(COMPARE_ARGS) --json $(BENCH_OUT)/compare.json \
+	    --md $(BENCH_OUT)/compare.md
+
 # Documentation (docs/): Sphinx with the furo theme, MyST Markdown and autodoc,
 # into docs/_build/html. Warnings are errors (-W), every cross-reference must
 # resolve (-n); -E rereads every page, so a warning is never hidden by an

@@ -60,20 +60,33 @@ def failover(figures: list[Fig], out: Path) -> Path | None:
     figs = _of(figures, "failover")
     if not figs:
         return None
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for f in figs:
+    fast = [f for f in figs if "instances" in f["extra"]]
+    lease = [f for f in figs if "lease_ttl" in f["extra"]]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for f in fast:
+        _cdf(left, f["samples"], f"{f['extra']['instances']} instances")
+    left.axvline(300, color="tab:orange", ls="--", lw=1, label="median target 300 ms")
+    left.axvline(500, color="tab:red", ls="--", lw=1, label="p99 target 500 ms")
+    left.set_xlabel("ms from SIGKILL to elected elsewhere")
+    left.set_ylabel("fraction of kills")
+    left.set_title("Fast failover (the defaults)")
+    left.legend(fontsize=8)
+    for f in lease:
         ttl = f["extra"]["lease_ttl"]
         phases = f["extra"].get("kill_phase") or [0.0] * len(f["samples"])
-        ax.scatter(phases, [s / (ttl * 1000) for s in f["samples"]], label=f"lease_ttl {ttl:g} s")
-    ax.axhline(1.0, color="tab:orange", ls="--", lw=1, label="lease_ttl (median target)")
-    ax.axhline(1.1, color="tab:red", ls="--", lw=1, label="1.1 x lease_ttl (p99 target)")
-    ax.axhline(0.75, color="grey", ls=":", lw=1, label="lease_ttl - renew_interval")
+        right.scatter(
+            phases, [s / (ttl * 1000) for s in f["samples"]], label=f"lease_ttl {ttl:g} s"
+        )
+    right.axhline(1.0, color="tab:orange", ls="--", lw=1, label="lease_ttl (median target)")
+    right.axhline(1.1, color="tab:red", ls="--", lw=1, label="1.1 x lease_ttl (p99 target)")
+    right.axhline(0.75, color="grey", ls=":", lw=1, label="lease_ttl - renew_interval")
     # The last renew came phase x renew_interval before the kill (renew_interval = ttl / 4).
-    ax.plot([0, 1], [1.0, 0.75], color="black", lw=1, alpha=0.5, label="model: 1 - phase / 4")
-    ax.set_xlabel("moment of the kill within the renew cycle (0..1)")
-    ax.set_ylabel("failover / lease_ttl")
-    ax.set_title("Crash failover (SIGKILL of the leader's process)")
-    ax.legend(fontsize=8)
+    right.plot([0, 1], [1.0, 0.75], color="black", lw=1, alpha=0.5, label="model: 1 - phase / 4")
+    right.set_xlabel("moment of the kill within the renew cycle (0..1)")
+    right.set_ylabel("failover / lease_ttl")
+    right.set_title("The lease alone (fast_failover=False)")
+    right.legend(fontsize=8)
+    fig.suptitle("Crash failover (SIGKILL of the leader's process)")
     return _save(fig, out / "failover.png")
 
 

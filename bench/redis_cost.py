@@ -12,6 +12,11 @@ whole window.
 Leader and follower are split with the kind of one instance (leader only):
 ``follower = (total - leader) / (n - 1)``.
 
+Each size runs twice, on servers of its own: with ``fast_failover=False``
+(the lease alone, judged against the budget model) and with the defaults
+(fast failover on), whose extra commands per second for the whole kind are
+the fast path's cost (target: at most ``FAST_TARGET``, whatever the size).
+
 Baseline: the command budget worked out from the timings (docs/concepts.md,
 "The Redis command budget"): a leader renews (2 commands) every
 ``renew_interval`` and refreshes its membership (1) every
@@ -47,6 +52,8 @@ from .common import (
 
 BENCH = "redis cost"
 TARGET = 2.5
+#: The most fast failover may add, in commands per second per kind (issue 13).
+FAST_TARGET = 20.0
 
 
 def budget(t: Timings) -> tuple[float, float]:
@@ -67,37 +74,44 @@ def run(cfg: Config) -> list[Figure]:
     parts = max(1, round(window / step))
     leader_model, follower_model = budget(timings)
     figures: list[Figure] = []
-    servers: dict[int, RedisServer] = {}
+    #: (instances, fast failover on) → its server, rates and mean
+    runs = [(n, fast) for n in sizes for fast in (False, True)]
+    servers: dict[tuple[int, bool], RedisServer] = {}
     cands: list[Candidate] = []
-    rates: dict[int, list[float]] = {}
-    means: dict[int, float] = {}
-    clients: dict[int, redis.Redis] = {}
+    rates: dict[tuple[int, bool], list[float]] = {}
+    means: dict[tuple[int, bool], float] = {}
+    clients: dict[tuple[int, bool], redis.Redis] = {}
     try:
-        for n in sizes:
+        for n, fast in runs:
             server = RedisServer(extra_args=["--maxclients", str(MAX_CLIENTS)])
-            servers[n] = server
+            servers[n, fast] = server
             server.start()
-            group = [Candidate(redis=server.url, kind=f"cost-{n}").start() for _ in range(n)]
+            group = [
+                Candidate(
+                    redis=server.url, kind=f"cost-{n}", fast_failover=None if fast else False
+                ).start()
+                for _ in range(n)
+            ]
             cands += group
             settle(group)
         # Past the start-up traffic (joins, the first campaigns, notice-driven reads).
         time.sleep(cfg.pick(3.0, 5.0))
-        clients.update({n: s.client() for n, s in servers.items()})
-        log(f"redis cost: {sizes} instances, {parts} x {step:g} s window")
-        marks: dict[int, list[tuple[float, int]]] = {n: [] for n in sizes}
+        clients.update({key: s.client() for key, s in servers.items()})
+        log(f"redis cost: {sizes} instances, fast failover off and on, {parts} x {step:g} s")
+        marks: dict[tuple[int, bool], list[tuple[float, int]]] = {key: [] for key in runs}
 
         def mark() -> None:
-            for n, client in clients.items():
-                marks[n].append((time.monotonic(), command_calls(client)))
+            for key, client in clients.items():
+                marks[key].append((time.monotonic(), command_calls(client)))
 
         mark()
         for _ in range(parts):
-            time.sleep(max(0.0, marks[sizes[0]][-1][0] + step - time.monotonic()))
+            time.sleep(max(0.0, marks[runs[0]][-1][0] + step - time.monotonic()))
             mark()
-        for n in sizes:
-            m = marks[n]
-            rates[n] = [(c1 - c0) / (t1 - t0) / n for (t0, c0), (t1, c1) in zip(m, m[1:])]
-            means[n] = (m[-1][1] - m[0][1]) / (m[-1][0] - m[0][0]) / n
+        for n, fast in runs:
+            m = marks[n, fast]
+            rates[n, fast] = [(c1 - c0) / (t1 - t0) / n for (t0, c0), (t1, c1) in zip(m, m[1:])]
+            means[n, fast] = (m[-1][1] - m[0][1]) / (m[-1][0] - m[0][0]) / n
     finally:
         for client in clients.values():
             client.close()
@@ -111,26 +125,47 @@ def run(cfg: Config) -> list[Figure]:
         figures.append(
             Figure(
                 BENCH,
-                "leader alone (a kind of 1), commands/s"
+                "leader alone (a kind of 1), commands/s, fast_failover=False"
                 if n == 1
-                else f"commands/s per instance, {n} instances",
+                else f"commands/s per instance, {n} instances, fast_failover=False",
                 "cmd/s",
-                rates[n],
+                rates[n, False],
                 baseline_name="budget model",
                 baseline_samples=[model],
                 checks=[Check("mean", "<=", TARGET)] if n > 1 else [],
-                notes=f"mean over {parts * step:g} s: {means[n]:.3f}",
-                extra={"instances": n, "mean": means[n], "window_s": parts * step},
+                notes=f"mean over {parts * step:g} s: {means[n, False]:.3f}",
+                extra={"instances": n, "mean": means[n, False], "window_s": parts * step},
+            )
+        )
+        # Per kind: what the defaults (fast failover on) add to the lease alone.
+        extra_rates = [
+            (on - off) * n for on, off in zip(rates[n, True], rates[n, False], strict=True)
+        ]
+        extra_mean = (means[n, True] - means[n, False]) * n
+        figures.append(
+            Figure(
+                BENCH,
+                f"fast failover's extra commands/s for the kind, {n} instance"
+                + ("s" if n > 1 else ""),
+                "cmd/s",
+                extra_rates,
+                checks=[Check("mean", "<=", FAST_TARGET)],
+                notes=(
+                    f"mean over {parts * step:g} s: {extra_mean:.2f} (the defaults: "
+                    f"{means[n, True] * n:.2f} for the kind, against "
+                    f"{means[n, False] * n:.2f} with fast_failover=False)"
+                ),
+                extra={"instances": n, "mean": extra_mean, "window_s": parts * step},
             )
         )
     if 1 in sizes:
         for n in sizes:
             if n > 1:
-                follower = (means[n] * n - means[1]) / (n - 1)
+                follower = (means[n, False] * n - means[1, False]) / (n - 1)
                 figures.append(
                     Figure(
                         BENCH,
-                        f"follower, commands/s (from {n} instances)",
+                        f"follower, commands/s (from {n} instances), fast_failover=False",
                         "cmd/s",
                         [follower],
                         baseline_name="budget model",

@@ -223,7 +223,6 @@ class Listener:
         self._thread.daemon = True
         self._thread.start()
 
-
     def stop(self, timeout: float | None) -> None:
         """Stop the thread, waking it at once; it closes the connection as it ends.
 
