@@ -2,8 +2,11 @@
 
 Each trial uses a kind of its own: a child process starts the first Candidate
 (it becomes leader and reports when, by ``time.time()``), then the followers
-start in this process. After a random delay of 0 to ``renew_interval`` (so
-the kill lands anywhere in the renew cycle) the child is killed, and the time
+start in this process. With fast failover they are first given one period of
+their shared watch (``presence_interval * 1.2 * followers``), so that each has
+watched once and knows its turn: the steady state. After a random delay of 0
+to ``renew_interval`` more (so the kill lands anywhere in the renew cycle) the
+child is killed, and the time
 from just before ``kill()`` to the first ``elected`` of a follower is taken on
 this process' clock.
 
@@ -31,6 +34,7 @@ import time
 from typing import Any
 
 from raftredis import Candidate
+from raftredis.election import WATCH_SPACING
 from raftredis.timing import Timings
 
 from .common import (
@@ -93,6 +97,11 @@ def _trial(
                 followers.append(c.start())
             if any(c.leader_id != started["id"] for c in followers):
                 raise RuntimeError(f"followers of {kind} do not follow the child")
+            if fast:
+                # Steady state: every follower has watched once and so knows its turn
+                # in the shared watch (one watch period), then a random point of the
+                # renew cycle.
+                time.sleep(timings.presence_interval * WATCH_SPACING * (instances - 1))
             time.sleep(random.uniform(0.0, timings.renew_interval))
             wall = time.time()
             t0 = time.perf_counter()

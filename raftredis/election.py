@@ -41,6 +41,7 @@ Signals are returned as :class:`Emit` commands; the owner delivers them.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -230,6 +231,11 @@ class WatchResult:
     term: int
     listeners: int
     members: int | None = None
+    #: When counted: this follower's place (0-based) among the kind's members other
+    #: than ``holder``, by id, or None if it is not among them.
+    rank: int | None = None
+    #: When known: the Redis server's clock minus the local one, in seconds.
+    server_offset: float | None = None
 
 
 @dataclass(frozen=True)
@@ -348,7 +354,8 @@ Command = Union[Acquire, Renew, Resign, Leave, Heartbeat, Watch, TakeOver, Emit]
 
 #: How far above the known term an ``elected`` notice's term is believed.
 HINT_WINDOW = 1000
-#: Fast failover: one watch in this many also counts the kind's members (ZCARD).
+#: Fast failover: one watch in this many also reads the kind's members (their number,
+#: and this follower's turn among them).
 COUNT_MEMBERS_EVERY = 16
 #: Fast failover: the followers of a kind watch together once per this many
 #: presence intervals, so that the watch (about 9 commands a second at the
@@ -400,6 +407,9 @@ class Election:
         self._watches = 0
         #: Live members of the kind, as last counted (spreads the presence watch).
         self.kind_size = 1
+        # Where this follower's watches fall in the shared period (see _watch_at).
+        self._watch_rank: int | None = None
+        self._server_offset: float | None = None
         #: Follower only: when the lease we last saw ends (local clock).
         self.lease_expires: float | None = None
         self.started = False
@@ -480,6 +490,27 @@ class Election:
         """
         followers = max(1, self.kind_size - 1)
         return self.timings.presence_interval * WATCH_SPACING * followers
+
+    def _watch_at(self, now: float, first: bool = False) -> float:
+        """When this follower should watch next.
+
+        The followers' watches are spread evenly over the shared period: follower
+        ``rank`` (by id, among the members other than the leader) watches when the
+        Redis server's clock is ``rank`` slots into the period, so a crash is seen
+        within one slot (``WATCH_SPACING`` presence intervals) of happening. Random
+        phases would leave gaps of several slots now and then. Until the rank and
+        the server clock are known, a random point of the period (``first``) or one
+        period on. ``first`` also allows a watch sooner than half a period away.
+        """
+        period = self.watch_period
+        rank, offset = self._watch_rank, self._server_offset
+        if rank is None or offset is None:
+            return now + (self._rng.uniform(0.0, period) if first else period)
+        followers = max(1, self.kind_size - 1)
+        phase = (rank % followers) * (period / followers)
+        earliest = now + offset + (0.0 if first else period / 2)
+        slots = math.ceil((earliest - phase) / period)
+        return phase + slots * period - offset
 
     @property
     def takeover_window(self) -> float:
@@ -612,7 +643,7 @@ class Election:
                     self._next_takeover = None
                     out.append(TakeOver(self.proposal_floor, self.leader_id, self.term))
                 elif self._next_watch is not None and now >= self._next_watch:
-                    self._next_watch = now + self.watch_period
+                    self._next_watch = self._watch_at(now)
                     self._watches += 1
                     count = self._watches % COUNT_MEMBERS_EVERY == 1
                     out.append(Watch(self.leader_id, self.term, count_members=count))
@@ -863,12 +894,13 @@ class Election:
         self.lease_expires = now + remaining
         self._next_acquire = at
         if self.fast and lease.holder != self.leader_id:
-            # A new leader: watch its presence from a random point of the period,
-            # so that the followers' watches spread over it.
+            # A new leader: the followers are others now, so count them (and our
+            # place among them) at the first watch.
             self._next_takeover = None
-            self._next_watch = now + self._rng.uniform(0.0, self.watch_period)
+            self._watches = 0
+            self._next_watch = self._watch_at(now, first=True)
         elif self.fast and self._next_watch is None:
-            self._next_watch = now + self._rng.uniform(0.0, self.watch_period)
+            self._next_watch = self._watch_at(now, first=True)
         return self._set_leader(lease.holder)
 
     def _demote(self, leader: str | None, newer_term: int | None = None) -> list[Command]:
@@ -969,6 +1001,10 @@ class Election:
     def _on_watch_result(self, ev: WatchResult) -> list[Command]:
         if ev.members is not None:
             self.kind_size = max(1, ev.members)
+            self._watch_rank = ev.rank
+            self._server_offset = ev.server_offset
+            if self._next_watch is not None:
+                self._next_watch = self._watch_at(ev.now)
         if not self._watching or ev.holder != self.leader_id or ev.listeners > 0:
             return []
         # The leader's presence connection is gone: a crash, or a connection lost

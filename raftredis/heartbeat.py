@@ -185,9 +185,12 @@ class HeartbeatLoop:
             held = self._lease(acquired.lease, acquired.remaining_ms / 1000.0)
             return AcquireResult(self._monotonic(), sent_at, held, acquired.present)
         if isinstance(command, Watch):
-            listeners, members = store.presence_listeners(command.holder, command.count_members)
+            listeners, members, rank = store.presence_listeners(
+                command.holder, command.count_members
+            )
             now = self._monotonic()
-            return WatchResult(now, command.holder, command.term, listeners, members)
+            offset = self._clock.now_ms() / 1000.0 - now if self._clock.synced else None
+            return WatchResult(now, command.holder, command.term, listeners, members, rank, offset)
         if isinstance(command, TakeOver):
             window_ms = max(1, round(self.election.takeover_window * 1000))
             found = store.takeover(command.known_term, ttl_ms, window_ms)

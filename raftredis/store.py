@@ -429,10 +429,16 @@ class RedisStore:
 
     def presence_listeners(
         self, instance_id: str, count_members: bool = False
-    ) -> tuple[int, int | None]:
+    ) -> tuple[int, int | None, int | None]:
         """Fast failover: how many connections listen on ``instance_id``'s presence
-        channel (one ``PUBSUB NUMSUB``, or ``SHARDNUMSUB`` in a Redis Cluster), and, if
-        ``count_members``, the kind's live members (``ZCARD``, in the same round trip)."""
+        channel (one ``PUBSUB NUMSUB``, or ``SHARDNUMSUB`` in a Redis Cluster).
+
+        With ``count_members``, also the kind's members (one ``ZRANGEBYSCORE``, which
+        the documented ACL already allows, in the same round trip): their number, and this instance's place (0-based) among them
+        by id, ``instance_id`` left out (None when it is not a member). Returns
+        ``(listeners, members, rank)``; the last two are None without
+        ``count_members``.
+        """
         k = self.keys
 
         def run() -> list[Any]:
@@ -440,14 +446,19 @@ class RedisStore:
             command = "SHARDNUMSUB" if k.sharded else "NUMSUB"
             pipe.execute_command("PUBSUB", command, k.presence(instance_id))
             if count_members:
-                pipe.zcard(k.members)
+                pipe.zrangebyscore(k.members, "-inf", "+inf")
             replies: list[Any] = pipe.execute()
             return replies
 
         replies = self._call("counting a presence channel's listeners", run)
         numsub = replies[0]
         listeners = int(numsub[1]) if isinstance(numsub, (list, tuple)) and len(numsub) > 1 else 0
-        return listeners, (int(replies[1]) if count_members else None)
+        if not count_members:
+            return listeners, None, None
+        ids = [m.decode() if isinstance(m, bytes) else str(m) for m in replies[1]]
+        others = sorted(i for i in ids if i != instance_id)
+        rank = others.index(self.member_id) if self.member_id in others else None
+        return listeners, len(ids), rank
 
     def renew(
         self,

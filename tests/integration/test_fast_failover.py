@@ -7,6 +7,7 @@ network or an admin can, under load. Here, one rule a test:
 
 * a leader's presence connection is listed on its presence channel and its
   pings come back as pub/sub pongs (what the proofs rest on);
+* the followers learn their turn in the shared watch (their rank by id);
 * CLIENT KILL of a leader's presence connection while it lives: it stops leading
   at once and comes back, in the same term, once its connection is back and a
   renew has cleared any suspicion; nobody else leads meanwhile;
@@ -50,6 +51,32 @@ def test_the_leader_proves_its_presence(cluster: Cluster, redis_client: redis.Re
         assert leader.is_leader and not follower.is_leader
         time.sleep(window / 4)
     assert redis_client.get(keys.presence_term) == f"{leader.current_term} {leader.id}".encode()
+
+
+def test_the_followers_take_turns_in_the_order_of_their_ids(
+    cluster: Cluster, redis_client: redis.Redis
+) -> None:
+    """The watch reads the members with the listeners: each follower learns its place
+    among the followers by id (what spreads their watches evenly over the period)."""
+    leader = cluster.start()
+    followers = [cluster.start() for _ in range(3)]
+    expected = {c.id: rank for rank, c in enumerate(sorted(followers, key=lambda c: c.id))}
+    for c in followers:
+        store = c._store
+        assert store is not None
+        listeners, members, rank = store.presence_listeners(leader.id, count_members=True)
+        assert (listeners, members, rank) == (1, 4, expected[c.id])
+        assert store.presence_listeners(leader.id) == (1, None, None)
+    # ... and the election of each follower has it from its own first watch.
+    for c in followers:
+        election = c._election
+        wait_until(
+            lambda e=election, r=expected[c.id]: (
+                e._watch_rank == r and e._server_offset is not None
+            ),
+            timeout=5.0,
+            message=f"{c.id} never learned its turn",
+        )
 
 
 def test_killing_every_subscribed_connection_suspends_the_leader_only(

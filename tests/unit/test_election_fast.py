@@ -223,6 +223,45 @@ class TestWatchAndTakeover:
         e.handle(WatchResult(now, OTHER, 5, 1, members=7))
         assert e.kind_size == 7
 
+    def test_followers_take_turns_by_the_server_clock(self) -> None:
+        """Three followers with unrelated local clocks: once each knows its rank and the
+        server clock, their watches fall one slot (period / 3) apart by the server's
+        clock, each one period after its last, so a crash waits at most one slot."""
+        offsets = [5000.0, 123.4, -50.0]  # server clock minus each local clock
+        server_watches: list[list[float]] = []
+        for rank, offset in enumerate(offsets):
+            e = fast_follower(100.0, members=4)
+            e.handle(WatchResult(100.05, OTHER, 5, 1, members=4, rank=rank, server_offset=offset))
+            period = e.watch_period
+            assert period == pytest.approx(T.presence_interval * 1.2 * 3)
+            now, times = 100.05, []
+            for _ in range(6):
+                now, _ = tick_until(e, now + 2 * period, Watch, lease=Lease(5, OTHER, 2.5))
+                times.append(now + offset)
+            server_watches.append(times)
+            gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+            assert gaps == pytest.approx([period] * 5)
+        period = T.presence_interval * 1.2 * 3
+        phases = sorted(times[-1] % period for times in server_watches)
+        slots = [b - a for a, b in zip(phases, [*phases[1:], phases[0] + period], strict=True)]
+        assert slots == pytest.approx([period / 3] * 3, abs=1e-6)
+
+    def test_without_a_rank_the_watch_keeps_its_own_period(self) -> None:
+        e = fast_follower(100.0, members=3)
+        e.handle(WatchResult(100.05, OTHER, 5, 1, members=3, rank=None, server_offset=7.0))
+        now, _ = tick_until(e, 101.0, Watch)
+        now2, _ = tick_until(e, now + 1.0, Watch)
+        assert now2 == pytest.approx(now + e.watch_period)
+
+    def test_a_new_leader_recounts_the_followers_at_the_first_watch(self) -> None:
+        e = fast_follower(100.0, members=3)
+        tick_until(e, 101.0, Watch)
+        tick_until(e, 101.5, Watch)  # the second watch does not count
+        e.handle(AcquireResult(101.6, 101.6, Lease(6, "third", 2.5)))
+        assert e.leader_id == "third"
+        _, watch = tick_until(e, 102.5, Watch)
+        assert watch.holder == "third" and watch.count_members
+
     def test_a_present_leader_is_left_alone(self) -> None:
         e = fast_follower()
         assert e.handle(WatchResult(100.1, OTHER, 5, listeners=1)) == []
