@@ -485,6 +485,26 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def stderr_tail(stream: IO[bytes], who: str, lines: int = 15) -> str:
+    """The last ``lines`` lines a process wrote to ``stream`` (its stderr file), as a
+    paragraph to append to an error message ("" if it wrote nothing)."""
+    with contextlib.suppress(OSError, ValueError):
+        stream.flush()
+        stream.seek(0)
+        text = stream.read().decode("utf-8", "replace").strip()
+        if text:
+            return f"\n{who} stderr:\n" + "\n".join(text.splitlines()[-lines:])
+    return ""
+
+
+def close_streams(process: subprocess.Popen[bytes], stderr: IO[bytes]) -> None:
+    """Close a child's stdin and stdout pipes and the file its stderr went to."""
+    for stream in (process.stdin, process.stdout, stderr):
+        with contextlib.suppress(OSError):
+            if stream is not None:
+                stream.close()
+
+
 class Child:
     """A Python child process (``python -m <module> <args>``) that talks JSON lines.
 
@@ -556,13 +576,7 @@ class Child:
                 raise RuntimeError(f"{self.module}: {msg.get('text')}{self.tail()}")
 
     def tail(self) -> str:
-        with contextlib.suppress(OSError):
-            self._stderr.flush()
-            self._stderr.seek(0)
-            text = self._stderr.read().decode("utf-8", "replace").strip()
-            if text:
-                return "\nchild stderr:\n" + "\n".join(text.splitlines()[-15:])
-        return ""
+        return stderr_tail(self._stderr, "child")
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Kill the child (and its process group) and reap it; idempotent."""
@@ -573,12 +587,7 @@ class Child:
                 self.process.send_signal(sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
-        for stream in (self.process.stdin, self.process.stdout):
-            with contextlib.suppress(OSError):
-                if stream is not None:
-                    stream.close()
-        with contextlib.suppress(OSError):
-            self._stderr.close()
+        close_streams(self.process, self._stderr)
 
 
 def _tempfile() -> IO[bytes]:

@@ -84,7 +84,17 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import raftredis
-from bench.common import REPO, Stats, child_env, exit_on_sigterm, fmt, log, machine_info
+from bench.common import (
+    REPO,
+    Stats,
+    child_env,
+    close_streams,
+    exit_on_sigterm,
+    fmt,
+    log,
+    machine_info,
+    stderr_tail,
+)
 from raftredis.testing import RedisServer, find_redis_server
 
 T = TypeVar("T")
@@ -430,13 +440,7 @@ class Worker:
         return t
 
     def tail(self) -> str:
-        with contextlib.suppress(OSError, ValueError):
-            self._stderr.flush()
-            self._stderr.seek(0)
-            text = self._stderr.read().decode("utf-8", "replace").strip()
-            if text:
-                return "\nworker stderr:\n" + "\n".join(text.splitlines()[-15:])
-        return ""
+        return stderr_tail(self._stderr, "worker")
 
     def reap(self, timeout: float = 10.0) -> None:
         """Wait for the process to end (SIGKILL after ``timeout``), close its pipes."""
@@ -456,12 +460,7 @@ class Worker:
         self.close()
 
     def close(self) -> None:
-        for stream in (self.process.stdin, self.process.stdout):
-            with contextlib.suppress(OSError):
-                if stream is not None:
-                    stream.close()
-        with contextlib.suppress(OSError):
-            self._stderr.close()
+        close_streams(self.process, self._stderr)
 
 
 class Runner:
