@@ -636,10 +636,13 @@ class Candidate:
 
         Returns True if it was leader and resigned. It may be elected again
         (``elected`` is then sent again), but only if nobody else takes the
-        lease within ``reelect_backoff``.
+        lease within ``reelect_backoff``. A leader suspended by fast failover
+        (it holds the lease but cannot prove its presence connection alive for
+        the moment, so ``is_leader`` is False) resigns too, since it would
+        otherwise lead again on its next proof.
         """
         heartbeat = self._require_running()
-        if not self.is_leader:
+        if not (self.is_leader or self._election.holds_lease):
             return False
         done = threading.Event()
         heartbeat.post(ReelectRequested(time.monotonic()), done)

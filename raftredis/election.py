@@ -843,9 +843,11 @@ class Election:
         return out
 
     def _on_reelect(self, now: float) -> list[Command]:
-        if self.state is not State.LEADER:
+        # A suspended leader (fast failover) holds the lease and would lead again on
+        # its next proof: it gives the lease up too.
+        if self.state is not State.LEADER and self._held is None:
             return []
-        term = self.term
+        term = self._held[0] if self._held is not None else self.term
         out = self._demote(leader=None)
         # Give the others the first chance at the lease.
         self._next_acquire = now + self.timings.reelect_backoff + self._jitter()

@@ -433,9 +433,10 @@ class RedisStore:
         """Fast failover: how many connections listen on ``instance_id``'s presence
         channel (one ``PUBSUB NUMSUB``, or ``SHARDNUMSUB`` in a Redis Cluster).
 
-        With ``count_members``, also the kind's members (one ``ZRANGEBYSCORE``, which
-        the documented ACL already allows, in the same round trip): their number, and this instance's place (0-based) among them
-        by id, ``instance_id`` left out (None when it is not a member). Returns
+        With ``count_members``, also the kind's members (one ``ZRANGEBYSCORE``,
+        which the documented ACL already allows, in the same round trip): their
+        number, and this instance's place (0-based) among them by id,
+        ``instance_id`` left out (None when it is not a member). Returns
         ``(listeners, members, rank)``; the last two are None without
         ``count_members``.
         """

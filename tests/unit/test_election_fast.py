@@ -34,6 +34,7 @@ from raftredis.election import (
     PresenceLost,
     PresenceProof,
     PresenceRestored,
+    ReelectRequested,
     Renew,
     RenewResult,
     Resign,
@@ -150,6 +151,21 @@ class TestLeaderPresence:
         now, command = tick_until(e, 100.0 + W + T.renew_deadline + 0.01, Resign)
         assert command == Resign(5) and not e.holds_lease
         assert now >= 100.0 + W + T.renew_deadline
+
+    def test_a_suspended_leader_asked_to_reelect_gives_the_lease_up(self) -> None:
+        """reelect() while suspended: it would lead again on its next proof, so it
+        resigns the lease it holds, and a proof then resumes nothing."""
+        e = fast_leader(100.0)
+        e.handle(Tick(100.0 + W))
+        assert e.holds_lease and not e.is_leader(100.0 + W)
+        out = e.handle(ReelectRequested(100.3))
+        assert Resign(5) in out and not e.holds_lease and e.leader_id is None
+        assert "elected" not in names(e.handle(PresenceProof(100.35, sent_at=100.34)))
+        assert not e.is_leader(100.35)
+
+    def test_a_follower_asked_to_reelect_does_nothing(self) -> None:
+        e = fast_follower()
+        assert e.handle(ReelectRequested(100.1)) == [] and e.leader_id == OTHER
 
     def test_a_lost_connection_suspends_at_once_and_its_proofs_stop_counting(self) -> None:
         e = fast_leader(100.0)
