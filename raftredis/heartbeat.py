@@ -189,7 +189,9 @@ class HeartbeatLoop:
                 command.holder, command.count_members
             )
             now = self._monotonic()
-            offset = self._clock.now_ms() / 1000.0 - now if self._clock.synced else None
+            # The server clock only matters with a count (it places this follower's turn).
+            counted = members is not None and self._clock.synced
+            offset = self._clock.now_ms() / 1000.0 - now if counted else None
             return WatchResult(now, command.holder, command.term, listeners, members, rank, offset)
         if isinstance(command, TakeOver):
             window_ms = max(1, round(self.election.takeover_window * 1000))

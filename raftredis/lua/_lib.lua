@@ -80,7 +80,7 @@ local function held_lease(leader_key, copy_key)
 end
 
 -- Fast failover: how many connections listen on an instance's presence
--- channel (its control listener does, while it runs). PUBSUB is 'PUBLISH' or
+-- channel (its presence connection does, while it runs). PUBSUB is 'PUBLISH' or
 -- 'SPUBLISH' above; NUMSUB follows it.
 local function listeners(channel)
   local command = PUBLISH == 'SPUBLISH' and 'SHARDNUMSUB' or 'NUMSUB'
@@ -112,6 +112,19 @@ local function take_lease(leader_key, term_key, copy_key, id, known_term, ttl_ms
   redis.call('SET', copy_key, value)
   notice(control, 'elected', id, term)
   return value
+end
+
+-- Fast failover: register the lease `value` just taken (presence-term) if its
+-- holder's presence connection was counted; else clear the registration. Only
+-- a registered lease may be taken over (a holder without fast failover, or of
+-- an earlier version, never is). Returns 1 if registered, else 0.
+local function register_presence(presence_term_key, value, present)
+  if present then
+    redis.call('SET', presence_term_key, string.match(value, '^(%d+ %S+) '))
+    return 1
+  end
+  redis.call('DEL', presence_term_key)
+  return 0
 end
 
 -- Delete the lease (and its copy) if `owner` ("<term> <id> ") still holds it;

@@ -28,16 +28,10 @@ else
   end
 end
 local value = take_lease(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
-local present = 0
+local counted = false
 if ARGV[5] ~= '' then
   redis.call('DEL', KEYS[4])  -- a suspicion about an earlier holder is over
-  present = listeners(ARGV[5]) > 0 and 1 or 0
+  counted = listeners(ARGV[5]) > 0
 end
--- Only a holder that proves its presence may have its lease taken over (a
--- holder without fast failover, or of an earlier version, never is).
-if present == 1 then
-  redis.call('SET', KEYS[5], string.match(value, '^(%d+ %S+) '))
-else
-  redis.call('DEL', KEYS[5])
-end
+local present = register_presence(KEYS[5], value, counted)
 return {'acquired', value, tonumber(ARGV[3]), present}

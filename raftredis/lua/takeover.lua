@@ -52,10 +52,5 @@ end
 -- leader before this (see docs/design-notes.md, fast failover).
 redis.call('DEL', KEYS[4])
 local value = take_lease(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
-local present = listeners(ARGV[5] .. ARGV[1]) > 0 and 1 or 0
-if present == 1 then
-  redis.call('SET', KEYS[5], string.match(value, '^(%d+ %S+) '))
-else
-  redis.call('DEL', KEYS[5])
-end
+local present = register_presence(KEYS[5], value, listeners(ARGV[5] .. ARGV[1]) > 0)
 return {'acquired', value, tonumber(ARGV[3]), present}

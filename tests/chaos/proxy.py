@@ -387,12 +387,8 @@ class TcpProxy:
             return
         if not self._forwards(conn, pipe):
             return
-        try:
-            data = pipe.src.recv(_CHUNK)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            conn.close()
+        data = self._recv(conn, pipe.src)
+        if data is None:
             return
         if not data:
             pipe.eof = True
@@ -402,15 +398,20 @@ class TcpProxy:
 
     def _swallow(self, conn: _Conn) -> None:
         """A silent connection: read what its client sends and drop it; close on EOF."""
+        if self._recv(conn, conn.client) == b"":
+            conn.close()
+
+    @staticmethod
+    def _recv(conn: _Conn, sock: socket.socket) -> bytes | None:
+        """What ``sock`` has for us: b"" at EOF, None if nothing now or on an error
+        (which closes ``conn``)."""
         try:
-            data = conn.client.recv(_CHUNK)
+            return sock.recv(_CHUNK)
         except (BlockingIOError, InterruptedError):
-            return
+            return None
         except OSError:
             conn.close()
-            return
-        if not data:
-            conn.close()
+            return None
 
     def _flush(self, conn: _Conn, pipe: _Pipe) -> None:
         if not self._forwards(conn, pipe):

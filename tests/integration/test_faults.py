@@ -155,6 +155,7 @@ def test_fast_failover_costs_at_most_20_commands_per_second_per_kind(
     finally:
         admin.close()
 
+
 def test_while_leader_stop_event_is_set_at_the_deadline_even_if_redis_hangs(
     server: RedisServer,
 ) -> None:
