@@ -8,7 +8,7 @@ and measures the process CPU over ``seconds``, once per pub/sub listener
 ``run_in_thread(sleep_time=0.1)``, whose loop calls ``get_message(timeout=
 sleep_time)``: every listener wakes up 10 times a second even when nothing
 arrives, and each Candidate has two. Values other than the default are set
-by patching the keyword default of ``raftredis.bus.Listener`` (a diagnostic,
+by patching the keyword default of ``raftredis.listener.Listener`` (a diagnostic,
 not an API). Then the cost of one idle ``get_message`` wake-up is timed on
 its own.
 """
@@ -20,7 +20,7 @@ import time
 
 import psutil
 
-import raftredis.bus
+import raftredis.listener
 from raftredis import Candidate
 from raftredis.connection import connection_spec
 from raftredis.timing import Timings
@@ -30,7 +30,7 @@ from .common import redis_server, settle, stop_all
 
 def idle_cpu(url: str, count: int, seconds: float, sleep_time: float) -> float:
     """CPU µs per second per idle Candidate with listeners at ``sleep_time``."""
-    defaults = raftredis.bus.Listener.__init__.__kwdefaults__
+    defaults = raftredis.listener.Listener.__init__.__kwdefaults__
     assert defaults is not None
     saved = defaults["sleep_time"]
     defaults["sleep_time"] = sleep_time

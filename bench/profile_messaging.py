@@ -35,8 +35,8 @@ import redis
 from raftredis import Candidate, Message, signals
 from raftredis.dispatch import deliver
 from raftredis.inbox import Inbox
+from raftredis.keys import KeySpace
 from raftredis.models import Scope
-from raftredis.store import KeySpace
 from raftredis.wire import Envelope, decode_envelope, encode_envelope
 
 from .common import redis_server, stop_all
@@ -308,14 +308,14 @@ def micro() -> None:
     data = encode_envelope(env, 1 << 20)
     keys = KeySpace("raftredis", "k")
 
-    class Sender:
+    class Owner:
         pass
 
-    sender = Sender()
-    inbox = Inbox(sender, keys, "b" * 20, 1 << 20, known_term=lambda: 3, is_leader=lambda: False)
+    owner = Owner()
+    inbox = Inbox(owner, keys, "b" * 20, 1 << 20, known_term=lambda: 3, is_leader=lambda: False)
     channel = keys.inbox("b" * 20)
     msg = {"type": "message", "pattern": None, "channel": channel.encode(), "data": data}
-    signals.message_received.connect(lambda s, message, **e: None, sender=sender, weak=False)
+    signals.message_received.connect(lambda s, message, **e: None, sender=owner, weak=False)
     cases: list[tuple[str, Callable[[], object]]] = [
         ("json.dumps(payload)", lambda: json.dumps(payload)),
         ("json.loads(payload)", lambda: json.loads(b'{"op":"echo","seq":1,"body":"hello"}')),
@@ -327,11 +327,11 @@ def micro() -> None:
         ("Inbox.accept", lambda: inbox.accept(channel, data)),
         (
             "deliver(message_received), 1 receiver",
-            lambda: deliver(signals.message_received, sender, {"message": None}),
+            lambda: deliver(signals.message_received, owner, {"message": None}),
         ),
         (
             "deliver(message_from_follower), 0 receivers",
-            lambda: deliver(signals.message_from_follower, sender, {"message": None}),
+            lambda: deliver(signals.message_from_follower, owner, {"message": None}),
         ),
         ("Inbox.handle (decode + 2 signals)", lambda: inbox.handle(msg)),
     ]

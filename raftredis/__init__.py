@@ -25,7 +25,7 @@ from .errors import (
     RefusedError,
     SignalOverflowError,
 )
-from .leader_work import Leadership
+from .leadership import Leadership
 from .models import Instance, Message, Scope, State
 from .outbox import MessageBatch
 from .timing import Timings

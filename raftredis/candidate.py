@@ -2,7 +2,7 @@
 
 The facade checks arguments and local state, then hands the work to the
 parts that do it: the heartbeat thread (election, in ``heartbeat.py``), two
-pub/sub listeners (``bus.py``), the dispatch thread (``dispatch.py``) and
+pub/sub listeners (``listener.py``), the dispatch thread (``dispatch.py``) and
 the store (``store.py``).
 """
 
@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 import redis as redis_py
 
 from . import signals
-from .bus import Listener, PresencePinger, channel_of
 from .clock import ServerClock
 from .connection import ConnectionSpec, connection_spec, describe
 from .dispatch import Dispatcher
@@ -42,12 +41,14 @@ from .errors import (
 )
 from .heartbeat import HeartbeatLoop
 from .inbox import Inbox
-from .leader_work import LeaderFunction, LeaderWork
+from .keys import KeySpace
+from .leadership import LeaderFunction, LeaderWork
+from .listener import Listener, PresencePinger, channel_of
 from .models import Instance, Scope, State
 from .outbox import MessageBatch, Outbox
-from .sender import Sender
+from .publish_pool import PublishPool
 from .signing import DEFAULT_WINDOW, Keyring, ReplayGuard, secrets_from
-from .store import KeySpace, RedisStore, send_to_leader_script
+from .store import RedisStore, send_to_leader_script
 from .timing import Timings
 from .wire import (
     CONTROL_OVERHEAD_BYTES,
@@ -437,7 +438,7 @@ class Candidate:
             self._keys,
             self._id,
             self._max_message_bytes,
-            Sender(publisher),
+            PublishPool(publisher),
             send_to_leader_script(self._keys),
             stamp=self._stamp,
             sign=sign,

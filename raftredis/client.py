@@ -29,11 +29,12 @@ from .candidate import _check_id, _check_name, _signing_setup
 from .clock import ServerClock
 from .connection import ConnectionSpec, connection_spec, describe
 from .errors import BackendError, ConfigurationError
+from .keys import KeySpace
 from .models import Instance, Scope
 from .observe import read_instances, read_leader
 from .outbox import MessageBatch, Outbox
-from .sender import Sender
-from .store import KeySpace, send_to_leader_script
+from .publish_pool import PublishPool
+from .store import send_to_leader_script
 from .timing import Timings
 
 __all__ = ["Client"]
@@ -288,7 +289,7 @@ class _Connected:
         self._where = describe(spec)
         keys = client._keys
         timings = client._timings
-        # Reads (and TIME) may be retried once; publishes never are (the Sender).
+        # Reads (and TIME) may be retried once; publishes never are (the PublishPool).
         self.commands = spec.client(timings, retries=1, route_key=keys.base)
         self._publisher = spec.client(timings, retries=0, route_key=keys.base)
         self._keys = keys
@@ -300,7 +301,7 @@ class _Connected:
             keys,
             sender_id,
             client._max_message_bytes,
-            Sender(self._publisher),
+            PublishPool(self._publisher),
             send_to_leader_script(keys),
             stamp=_not_leader,
             sign=self._sign if self._keyring is not None else None,

@@ -138,7 +138,7 @@ class ConnectionSpec:
         (``SentinelManagedConnection``) ask the sentinels for the primary on
         every connect. Its ``connection_kwargs`` carry a proxy of the pool
         (``connection_pool``), so a connection made directly from them (as
-        the Sender does) follows the primary too. The sentinels are asked
+        the PublishPool does) follows the primary too. The sentinels are asked
         with the same socket timeouts. With ``watch``, the pool also has its
         connections dropped when the watch sees another primary.
         """

@@ -63,7 +63,7 @@ import redis
 
 from .candidate import Candidate
 from .errors import ConfigurationError, RaftRedisError
-from .leader_work import Leadership
+from .leadership import Leadership
 from .testing import RedisServer
 from .timing import Timings
 

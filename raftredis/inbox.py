@@ -13,12 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 from . import signals
-from .bus import channel_of
 from .dispatch import deliver, report_error
 from .errors import ProtocolError
+from .keys import KeySpace
+from .listener import channel_of
 from .models import Message, Scope
 from .signing import ReplayGuard
-from .store import KeySpace
 from .wire import WireError, decode_envelope, envelope_head
 
 __all__ = ["Inbox"]

@@ -20,8 +20,9 @@ from typing import Any
 import redis as redis_py
 
 from .connection import connection_spec
+from .keys import KeySpace
 from .models import Instance, State
-from .store import KeySpace, LeaseRecord, parse_lease
+from .store import LeaseRecord, parse_lease
 from .wire import WireError, decode_record
 
 __all__ = [

@@ -18,9 +18,9 @@ import redis
 from redis.exceptions import NoScriptError
 
 from .errors import BackendError, BatchError, MessageError
+from .keys import KeySpace
 from .models import Scope
-from .sender import Sender
-from .store import KeySpace
+from .publish_pool import PublishPool
 from .wire import EnvelopeWriter
 
 __all__ = ["MessageBatch", "Outbox", "Outgoing"]
@@ -49,7 +49,7 @@ class Outbox:
         keys: KeySpace,
         member_id: str,
         max_bytes: int,
-        sender: Sender,
+        sender: PublishPool,
         send_to_leader_script: str,
         *,
         stamp: Callable[[], tuple[int, bool]],

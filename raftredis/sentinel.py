@@ -101,7 +101,7 @@ class PrimaryWatch:
     renew), and when the answer changed every connection of its pools is
     dropped, those in use too (the pub/sub listeners reconnect and resync;
     a command in flight is retried once, like after any connection error). The
-    Sender drops its own connections by the new address on their pools.
+    PublishPool drops its own connections by the new address on their pools.
     """
 
     def __init__(self, sentinel: SentinelSpec, timings: Timings, settings: Mapping[str, Any]):

@@ -19,11 +19,11 @@ import redis
 from redis.commands.core import Script
 
 from .errors import BackendError, RefusedError
+from .keys import KeySpace
 
 __all__ = [
     "AcquireReply",
     "HeartbeatReply",
-    "KeySpace",
     "LeaseRecord",
     "MemberRow",
     "MembersReply",
@@ -38,98 +38,6 @@ __all__ = [
 T = TypeVar("T")
 
 log = logging.getLogger("raftredis")
-
-
-@dataclass(frozen=True)
-class KeySpace:
-    """The Redis keys and channels of one kind under one prefix.
-
-    ``{kind}`` is a hash tag: every key of a kind lands in one Redis Cluster
-    slot, so the multi-key scripts work there too. ``sharded`` (in a Redis
-    Cluster) publishes with SPUBLISH and subscribes with SSUBSCRIBE, which
-    keep a kind's messages on the shard that serves its slot.
-    """
-
-    prefix: str
-    kind: str
-    sharded: bool = False
-
-    @property
-    def publish_command(self) -> str:
-        """PUBLISH, or SPUBLISH on a sharded (Redis Cluster) kind."""
-        return "SPUBLISH" if self.sharded else "PUBLISH"
-
-    @property
-    def base(self) -> str:
-        return f"{self.prefix}:{{{self.kind}}}"
-
-    @property
-    def leader(self) -> str:
-        return f"{self.base}:leader"
-
-    @property
-    def leader_copy(self) -> str:
-        """The lease's copy, without a TTL: eviction under a ``volatile-*`` policy
-        cannot take it, so a lease that vanished is known to be held until it
-        would have run out (see ``held_lease`` in ``lua/_lib.lua``)."""
-        return f"{self.base}:leader-copy"
-
-    @property
-    def term(self) -> str:
-        return f"{self.base}:term"
-
-    @property
-    def members(self) -> str:
-        return f"{self.base}:members"
-
-    @property
-    def meta(self) -> str:
-        return f"{self.base}:meta"
-
-    @property
-    def takeover(self) -> str:
-        """Fast failover: the suspicion that the lease holder's presence connection is
-        gone, with when it was first seen gone (see ``lua/takeover.lua``)."""
-        return f"{self.base}:takeover"
-
-    @property
-    def presence_term(self) -> str:
-        """Fast failover: ``"<term> <holder>"`` of a lease whose holder proves its presence;
-        only such a lease can be taken over (see ``lua/takeover.lua``)."""
-        return f"{self.base}:presence-term"
-
-    @property
-    def presence_prefix(self) -> str:
-        return f"{self.base}:presence:"
-
-    def presence(self, instance_id: str) -> str:
-        """Fast failover: the channel an instance's control listener listens on, so that
-        Redis counts its presence connection (``PUBSUB NUMSUB``); nothing is published."""
-        return f"{self.presence_prefix}{instance_id}"
-
-    @property
-    def control(self) -> str:
-        return f"{self.base}:control"
-
-    @property
-    def membership(self) -> str:
-        """joined and meta notices: heard only by instances with receivers for them."""
-        return f"{self.base}:membership"
-
-    @property
-    def all(self) -> str:
-        return f"{self.base}:all"
-
-    @property
-    def followers(self) -> str:
-        return f"{self.base}:followers"
-
-    @property
-    def inbox_prefix(self) -> str:
-        return f"{self.base}:to:"
-
-    def inbox(self, instance_id: str) -> str:
-        return f"{self.inbox_prefix}{instance_id}"
 
 
 @dataclass(frozen=True)

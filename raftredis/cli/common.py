@@ -15,7 +15,7 @@ import redis
 
 from ..connection import connection_spec, hide_password
 from ..errors import BackendError, ConfigurationError
-from ..store import KeySpace
+from ..keys import KeySpace
 
 __all__ = [
     "CONNECT_TIMEOUT",

@@ -13,7 +13,7 @@ import click
 from ..candidate import Candidate
 from ..connection import connection_spec
 from ..errors import ConfigurationError
-from ..store import KeySpace
+from ..keys import KeySpace
 
 __all__ = [
     "DEFAULT_PREFIX",

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..candidate import Candidate
 from ..errors import BackendError
-from ..leader_work import Leadership
+from ..leadership import Leadership
 from .child import Child, ChildStartError, exit_status
 from .common import redis_failure
 from .options import Target

@@ -44,7 +44,7 @@ from .. import signals
 from ..candidate import Candidate
 from ..connection import connection_spec
 from ..errors import ConfigurationError, NotRunningError
-from ..leader_work import LeaderFunction
+from ..leadership import LeaderFunction
 from ..observe import Snapshot, read_kind
 from ..timing import Timings
 

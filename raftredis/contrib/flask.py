@@ -51,7 +51,7 @@ from flask.cli import AppGroup
 from ..candidate import Candidate
 from ..connection import connection_spec, describe
 from ..errors import ConfigurationError
-from ..leader_work import LeaderFunction, Leadership
+from ..leadership import LeaderFunction, Leadership
 from . import (
     SETTING_KEYS,
     Hooks,

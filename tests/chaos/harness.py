@@ -59,7 +59,8 @@ from checker import ChaosReport, check_run
 from proxy import TcpProxy
 
 from raftredis import Timings
-from raftredis.store import KeySpace, LeaseRecord, parse_lease
+from raftredis.keys import KeySpace
+from raftredis.store import LeaseRecord, parse_lease
 from raftredis.testing import RedisServer, wait_until
 
 T = TypeVar("T")
@@ -67,7 +68,7 @@ T = TypeVar("T")
 #: What :func:`connection_role` calls a Candidate's connections.
 PUBSUB, PUBLISHER, COMMANDS = "pubsub", "publisher", "commands"
 ROLES = (COMMANDS, PUBLISHER, PUBSUB)
-#: The last command of a connection that publishes (the Sender, the store's notices).
+#: The last command of a connection that publishes (the PublishPool, the store's notices).
 _PUBLISHING = frozenset({"publish", "spublish", "exec", "multi"})
 
 HERE = Path(__file__).resolve().parent
@@ -108,7 +109,7 @@ def connection_role(row: dict[str, str]) -> str:
     """The kind of a Candidate's connection, from its CLIENT LIST row.
 
     ``pubsub``: subscribed to something (a listener); ``publisher``: its last
-    command published (the Sender's connections, the notices published with a
+    command published (the PublishPool's connections, the notices published with a
     change); ``commands``: the rest (the heartbeat's scripts, reads). A
     connection that has just (re)connected counts as ``commands`` until it has
     subscribed or published.

@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from raftredis.store import KeySpace
+from raftredis.keys import KeySpace
 
 #: Sizes of the application values: a few hundred keys fill 20 MB, so the
 #: kind's keys come up often in Redis' eviction samples (5 keys each).

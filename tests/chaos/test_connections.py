@@ -50,7 +50,7 @@ from proxy import TcpProxy
 from test_scenarios import first, leader_term, wait_event, wait_past
 
 from raftredis import Candidate
-from raftredis.store import KeySpace
+from raftredis.keys import KeySpace
 from raftredis.testing import RedisServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

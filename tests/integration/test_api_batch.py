@@ -1,4 +1,4 @@
-"""MessageBatch (Candidate.batch()) and the Sender's connections, against a real Redis."""
+"""MessageBatch (Candidate.batch()) and the PublishPool's connections, against a real Redis."""
 
 from __future__ import annotations
 

@@ -377,7 +377,8 @@ def test_start_rides_out_a_redis_that_is_too_slow_for_a_while() -> None:
 def test_a_retried_join_is_not_refused_as_a_duplicate_id(redis_client: Any) -> None:
     """The join script run twice with the same record (redis-py retries a call whose reply
     timed out) succeeds both times; another record under a live id is refused."""
-    from raftredis.store import KeySpace, RedisStore
+    from raftredis.keys import KeySpace
+    from raftredis.store import RedisStore
 
     keys = KeySpace("raftredis", unique_kind())
     store = RedisStore(redis_client, redis_client, keys, "dup-1")

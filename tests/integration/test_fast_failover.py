@@ -32,7 +32,7 @@ import redis
 from helpers import Cluster, cluster_fixture, no_leaked_threads, unique_kind, wait_until  # noqa: F401
 
 from raftredis import Candidate, ConfigurationError, RefusedError
-from raftredis.store import KeySpace
+from raftredis.keys import KeySpace
 from raftredis.testing import RedisServer
 
 

@@ -28,7 +28,8 @@ from helpers import no_leaked_threads, unique_kind, wait_until  # noqa: F401
 
 from raftredis import Candidate, Client
 from raftredis.errors import EvictionWarning, LeaseVanishedError, RefusedError
-from raftredis.store import KeySpace, parse_lease
+from raftredis.keys import KeySpace
+from raftredis.store import parse_lease
 from raftredis.testing import CandidateGroup, RedisServer
 
 LEASE_TTL = 1.0

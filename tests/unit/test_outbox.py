@@ -15,9 +15,9 @@ import pytest
 import redis
 
 from raftredis import BackendError, BatchError, Scope
+from raftredis.keys import KeySpace
 from raftredis.outbox import CHUNK_BYTES, CHUNK_MESSAGES, Outbox, Outgoing, _chunks
-from raftredis.sender import Sender
-from raftredis.store import KeySpace
+from raftredis.publish_pool import PublishPool
 
 KEYS = KeySpace("raftredis", "svc")
 
@@ -37,7 +37,9 @@ class ScriptedSender:
 
 
 def outbox(sender: ScriptedSender, max_bytes: int = 1 << 20) -> Outbox:
-    return Outbox(KEYS, "me", max_bytes, cast(Sender, sender), "return 1", stamp=lambda: (7, True))
+    return Outbox(
+        KEYS, "me", max_bytes, cast(PublishPool, sender), "return 1", stamp=lambda: (7, True)
+    )
 
 
 def test_prepare_stamps_and_encodes_each_scope() -> None:

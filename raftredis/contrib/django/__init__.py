@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ...candidate import Candidate
-from ...leader_work import LeaderFunction, Leadership
+from ...leadership import LeaderFunction, Leadership
 from .. import (
     SETTING_KEYS,
     Hooks,

@@ -1,10 +1,10 @@
-"""Sender: runs the commands that publish user messages, on connections of its own.
+"""PublishPool: runs the commands that publish user messages, on connections of its own.
 
 A message send is one PUBLISH (or one EVALSHA), never retried. Through
 ``redis.Redis.publish`` it also pays for redis-py's general path: a pool
 checkout that probes the socket for stale data, retry bookkeeping, metrics
 hooks and the release, about 35 µs of CPU around a 70 µs exchange on this
-project's benchmark machine. So the Sender keeps its own few connections and
+project's benchmark machine. So the PublishPool keeps its own few connections and
 talks to them directly: pack, one write, read the replies. Any error other
 than a Redis error reply drops the connection, so a half-read reply can
 never be taken for the next one; so does a READONLY reply, whose server
@@ -28,13 +28,13 @@ from redis.exceptions import MovedError
 from . import redispy_seam as seam
 from .cluster import SlotMoved
 
-__all__ = ["Sender"]
+__all__ = ["PublishPool"]
 
 #: Connections kept open between calls; more are opened while threads send at once.
 MAX_IDLE = 4
 
 
-class Sender:
+class PublishPool:
     """Sends batches of commands in one write and reads every reply."""
 
     def __init__(self, client: redis.Redis) -> None:
