@@ -22,6 +22,10 @@ A :class:`SlotRoute` knows, and every connection of the kind follows it:
 
 Sharded pub/sub (SPUBLISH, SSUBSCRIBE; Redis 7.0 and newer) keeps a kind's
 messages on its own shard; the channels carry the hash tag too.
+
+The ``redis=`` forms that select a Redis Cluster are parsed here too (a
+``redis+cluster://`` URL, a dict with ``startup_nodes``, a ``RedisCluster``),
+into a :data:`ClusterTarget`; ``connection.py`` makes the ConnectionSpec of it.
 """
 
 from __future__ import annotations
@@ -33,18 +37,38 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 from redis.connection import ConnectionPool
 from redis.crc import key_slot
 from redis.exceptions import ClusterDownError, MovedError
 
-from .redispy_seam import AddressChosenAtConnect, RetryOnce, is_connected
+from .errors import ConfigurationError
+from .redis_url import (
+    CLIENT_SETTINGS,
+    address_list,
+    hide_password,
+    parse_address,
+    split_hosts_url,
+    url_for_message,
+    with_tls,
+)
+from .redispy_seam import AddressChosenAtConnect, RetryOnce, cluster_client_settings, is_connected
+from .sentinel import SENTINEL_KEYS
 
 __all__ = [
+    "CLUSTER_KEYS",
+    "CLUSTER_SCHEME",
+    "TLS_CLUSTER_SCHEME",
     "ClusterSpec",
+    "ClusterTarget",
     "MovedRetry",
     "RoutedPool",
     "SlotMoved",
     "SlotRoute",
+    "cluster_from_client",
+    "cluster_from_dict",
+    "cluster_from_url",
+    "is_cluster_url",
     "slot_connection_class",
 ]
 
@@ -54,12 +78,27 @@ log = logging.getLogger("raftredis")
 #: At most this many node addresses are remembered for asking where a slot is.
 MAX_KNOWN_NODES = 64
 
+#: The URL schemes of a Redis Cluster (its nodes, comma-separated), without and with TLS.
+CLUSTER_SCHEME = "redis+cluster"
+TLS_CLUSTER_SCHEME = "rediss+cluster"
+_PREFIXES = (f"{CLUSTER_SCHEME}://", f"{TLS_CLUSTER_SCHEME}://")
+#: The key of a ``redis={...}`` dict that selects Redis Cluster.
+CLUSTER_KEYS = frozenset({"startup_nodes"})
+#: A node's port when a URL or ``startup_nodes`` leaves it out.
+NODE_PORT = 6379
+
 
 @dataclass(frozen=True)
 class ClusterSpec:
     """The nodes to ask first where a slot is (more are learned from their answers)."""
 
     startup_nodes: tuple[tuple[str, int], ...]
+
+
+#: A ``redis=`` form of a Redis Cluster, parsed: the connection class
+#: (``redis.Connection`` or ``redis.SSLConnection``), the login and TLS
+#: settings, and the nodes.
+ClusterTarget = tuple[type[Any], dict[str, Any], ClusterSpec]
 
 
 class SlotMoved(redis.ConnectionError):
@@ -298,3 +337,82 @@ def slot_connection_class(base: type[Any]) -> type[Any]:
     if base is redis.SSLConnection:
         return SlotSSLConnection
     raise TypeError(f"no slot-following connection for {base.__name__}")
+
+
+# ------------------------------------------------------- the redis= forms
+
+
+def is_cluster_url(value: Any) -> bool:
+    """Whether ``value`` is a ``redis+cluster://`` or ``rediss+cluster://`` URL."""
+    return isinstance(value, str) and value.lower().startswith(_PREFIXES)
+
+
+def cluster_from_url(url: str) -> ClusterTarget:
+    """``redis+cluster://[[user]:password@]host[:port][,host[:port]...][/]``.
+
+    Any node will do, primary or replica; more are learned from the cluster.
+    A host without a port means 6379. A cluster has only database 0.
+    ``rediss+cluster://`` is the same with TLS (certificates in the dict form).
+    """
+    scheme, netloc, path, kwargs = split_hosts_url(url, "{'url': ..., 'password': ...}")
+    tls = scheme == TLS_CLUSTER_SCHEME
+    if path.strip("/") not in ("", "0"):
+        raise ConfigurationError(
+            f"a Redis Cluster has only database 0, but {hide_password(url)!r} names "
+            f"{path.strip('/')!r}: use {CLUSTER_SCHEME}://host:port[,host:port...]"
+        )
+    nodes = tuple(parse_address(part, url, NODE_PORT) for part in netloc.split(","))
+    connection_class = redis.SSLConnection if tls else redis.Connection
+    return connection_class, kwargs, ClusterSpec(nodes)
+
+
+def cluster_from_dict(settings: dict[str, Any]) -> ClusterTarget:
+    """The dict form of a Redis Cluster: ``startup_nodes`` (or a URL), and the login.
+
+    ``settings`` is consumed.
+    """
+    refused = sorted(
+        k for k in settings if k in ("host", "port", "unix_socket_path") or k in SENTINEL_KEYS
+    )
+    if refused:
+        raise ConfigurationError(
+            f"{', '.join(refused)} cannot be combined with startup_nodes (Redis Cluster) in "
+            "redis=...: list every address in startup_nodes"
+        )
+    if settings.get("db", 0) != 0:
+        raise ConfigurationError(f"a Redis Cluster has only database 0, got db={settings['db']!r}")
+    settings.pop("db", None)
+    url = settings.pop("url", None)
+    if url is not None and not is_cluster_url(url):
+        raise ConfigurationError(
+            f"with startup_nodes, url must be a {CLUSTER_SCHEME}:// or {TLS_CLUSTER_SCHEME}:// "
+            f"URL, got {url_for_message(url)}"
+        )
+    connection_class: type[Any] = redis.Connection
+    kwargs: dict[str, Any] = {}
+    nodes: tuple[tuple[str, int], ...] = ()
+    if url is not None:
+        connection_class, kwargs, from_url = cluster_from_url(url)
+        nodes = from_url.startup_nodes
+    if "startup_nodes" in settings:
+        nodes = address_list(settings.pop("startup_nodes"), "startup_nodes", NODE_PORT)
+    if not nodes:
+        raise ConfigurationError(
+            "redis=... of a Redis Cluster needs startup_nodes, a list of (host, port) pairs"
+        )
+    connection_class = with_tls(settings, connection_class, f"{TLS_CLUSTER_SCHEME}://")
+    kwargs.update(settings)  # username, password, ssl_*
+    return connection_class, kwargs, ClusterSpec(nodes)
+
+
+def cluster_from_client(client: RedisCluster) -> ClusterTarget:
+    """A ``redis.cluster.RedisCluster``: its nodes and its login, none of its behaviour."""
+    nodes, settings = cluster_client_settings(client)
+    tls = issubclass(settings.get("connection_class", redis.Connection), redis.SSLConnection)
+    taken = {
+        k: v
+        for k, v in settings.items()
+        if (k in CLIENT_SETTINGS or k.startswith("ssl_"))
+        and k not in ("host", "port", "db", "path")
+    }
+    return redis.SSLConnection if tls else redis.Connection, taken, ClusterSpec(tuple(nodes))

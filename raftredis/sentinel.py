@@ -3,8 +3,12 @@
 redis-py's ``SentinelConnectionPool`` asks the sentinels where the primary
 is each time one of its connections connects. :class:`PrimaryWatch` also
 asks now and then, and drops the connections of its pools when the primary
-has moved, which a manual failover needs (see its docstring). Used by
-``connection.py``, which builds the pools.
+has moved, which a manual failover needs (see its docstring).
+
+The ``redis=`` forms that select Sentinel are parsed here too (a
+``redis+sentinel://`` URL, a dict with ``sentinels``, a client of
+``Sentinel.master_for()``), into a :data:`SentinelTarget`;
+``connection.py`` makes the ConnectionSpec of it and builds the pools.
 """
 
 from __future__ import annotations
@@ -16,17 +20,59 @@ import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import redis
 from redis.connection import ConnectionPool
-from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
+from redis.sentinel import (
+    MasterNotFoundError,
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+    SentinelManagedSSLConnection,
+)
 
 from . import redispy_seam as seam
+from .errors import ConfigurationError
+from .redis_url import (
+    SSL_KEYS,
+    address_list,
+    hide_password,
+    parse_address,
+    split_hosts_url,
+    url_for_message,
+)
 from .timing import Timings
 
-__all__ = ["FollowingPool", "PrimaryWatch", "SentinelSpec", "sentinel_manager"]
+__all__ = [
+    "SENTINEL_KEYS",
+    "SENTINEL_PORT",
+    "SENTINEL_SCHEME",
+    "TLS_SENTINEL_SCHEME",
+    "FollowingPool",
+    "PrimaryWatch",
+    "SentinelSpec",
+    "SentinelTarget",
+    "is_sentinel_url",
+    "sentinel_from_dict",
+    "sentinel_from_pool",
+    "sentinel_from_url",
+    "sentinel_manager",
+]
 
 log = logging.getLogger("raftredis")
+
+#: The URL schemes of a primary found through Redis Sentinel, without and with TLS.
+SENTINEL_SCHEME = "redis+sentinel"
+TLS_SENTINEL_SCHEME = "rediss+sentinel"
+_PREFIXES = (f"{SENTINEL_SCHEME}://", f"{TLS_SENTINEL_SCHEME}://")
+#: Keys of a ``redis={...}`` dict that select Redis Sentinel (with ``db``,
+#: ``username`` and ``password``, which are the data nodes' settings).
+SENTINEL_KEYS = frozenset(
+    {"sentinels", "service_name", "sentinel_username", "sentinel_password", "sentinel_ssl"}
+)
+#: A sentinel's port when a URL leaves it out (Redis Sentinel's default).
+SENTINEL_PORT = 26379
 
 
 @dataclass(frozen=True)
@@ -42,6 +88,11 @@ class SentinelSpec:
     username: str | None = None
     password: str | None = None
     tls: Mapping[str, Any] | None = None
+
+
+#: A ``redis=`` form behind Sentinel, parsed: the data nodes' connection class
+#: and settings (db, credentials, TLS), and the sentinels.
+SentinelTarget = tuple[type[Any], dict[str, Any], SentinelSpec]
 
 
 def sentinel_manager(sentinel: SentinelSpec, settings: Mapping[str, Any]) -> Sentinel:
@@ -180,3 +231,126 @@ class FollowingPool(SentinelConnectionPool):
         if self._watch is not None:
             self._watch.poke()
         return super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call, unused-ignore]
+
+
+# ------------------------------------------------------- the redis= forms
+
+
+def is_sentinel_url(value: Any) -> bool:
+    """Whether ``value`` is a ``redis+sentinel://`` or ``rediss+sentinel://`` URL."""
+    return isinstance(value, str) and value.lower().startswith(_PREFIXES)
+
+
+def sentinel_from_url(url: str) -> SentinelTarget:
+    """``redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service[/db]``.
+
+    The credentials are the data nodes'; sentinel credentials go in the dict
+    form (``sentinel_username``, ``sentinel_password``). A host without a
+    port means 26379; an IPv6 address goes in brackets. ``rediss+sentinel://``
+    reaches the sentinels and the data nodes over TLS (certificates in the
+    dict form).
+    """
+    scheme, netloc, path, kwargs = split_hosts_url(url, "{'url': ..., 'sentinel_password': ...}")
+    tls = scheme == TLS_SENTINEL_SCHEME
+    addresses = tuple(parse_address(part, url, SENTINEL_PORT) for part in netloc.split(","))
+    parts = path.split("/") if path else []
+    if parts and parts[-1] == "":
+        parts.pop()  # a trailing slash
+    if not 1 <= len(parts) <= 2 or not parts[0]:
+        raise ConfigurationError(
+            f"cannot parse redis URL {hide_password(url)!r}: expected "
+            f"{SENTINEL_SCHEME}://[user:password@]host:port[,host:port...]/service_name[/db]"
+        )
+    if len(parts) == 2:
+        if not parts[1].isdigit():
+            raise ConfigurationError(f"the db in {hide_password(url)!r} must be a number")
+        kwargs["db"] = int(parts[1])
+    sentinel = SentinelSpec(addresses, unquote(parts[0]), tls={} if tls else None)
+    return _managed_class(tls), kwargs, sentinel
+
+
+def sentinel_from_dict(settings: dict[str, Any]) -> SentinelTarget:
+    """The dict form behind Sentinel: ``sentinels`` and ``service_name`` (or a URL).
+
+    ``settings`` is consumed.
+    """
+    refused = sorted(k for k in settings if k in ("host", "port", "unix_socket_path"))
+    if refused:
+        raise ConfigurationError(
+            f"{', '.join(refused)} cannot be combined with Sentinel in redis=...: the "
+            "sentinels say where the primary is"
+        )
+    url = settings.pop("url", None)
+    if url is not None and not is_sentinel_url(url):
+        raise ConfigurationError(
+            f"with sentinels, url must be a {SENTINEL_SCHEME}:// or {TLS_SENTINEL_SCHEME}:// "
+            f"URL, got {url_for_message(url)}"
+        )
+    url_class, kwargs, old = sentinel_from_url(url) if url is not None else (None, {}, None)
+    if "sentinels" in settings:
+        addresses = address_list(settings.pop("sentinels"), "sentinels", SENTINEL_PORT)
+    elif old is not None:
+        addresses = old.addresses
+    else:
+        raise ConfigurationError(
+            "redis=... behind Sentinel needs sentinels, a list of (host, port) pairs"
+        )
+    service = settings.pop("service_name", old.service_name if old else None)
+    if not isinstance(service, str) or not service:
+        raise ConfigurationError(
+            f"redis=... behind Sentinel needs service_name, the name the sentinels monitor "
+            f"the primary by (e.g. 'mymaster'), got {service!r}"
+        )
+    # TLS: "ssl" for the data nodes (default: as the URL says), "sentinel_ssl"
+    # for the sentinels (default: as the data nodes); both with the ssl_* settings.
+    url_tls = url_class is not None and issubclass(url_class, redis.SSLConnection)
+    data_tls = bool(settings.pop("ssl", url_tls))
+    sentinel_tls = bool(settings.pop("sentinel_ssl", data_tls))
+    tls_settings = {k: settings.pop(k) for k in sorted(settings) if k in SSL_KEYS}
+    if tls_settings and not (data_tls or sentinel_tls):
+        raise ConfigurationError(
+            f'{", ".join(tls_settings)} in redis=... need TLS: add "ssl": True (the primary '
+            f'and the sentinels) or "sentinel_ssl": True (or use a {TLS_SENTINEL_SCHEME}:// url)'
+        )
+    sentinel = SentinelSpec(
+        addresses,
+        service,
+        username=settings.pop("sentinel_username", None),
+        password=settings.pop("sentinel_password", None),
+        tls=tls_settings if sentinel_tls else None,
+    )
+    kwargs.update(settings)  # db, username, password: the data nodes'
+    if data_tls:
+        kwargs.update(tls_settings)
+    return _managed_class(data_tls), kwargs, sentinel
+
+
+def sentinel_from_pool(pool: SentinelConnectionPool, taken: dict[str, Any]) -> SentinelTarget:
+    """A client from ``Sentinel.master_for()``: the same sentinels, service and credentials.
+
+    ``taken`` are the settings taken from the client's connections.
+    """
+    service_name, is_primary, addresses, login = seam.sentinel_client_settings(pool)
+    if not is_primary:
+        raise ConfigurationError(
+            "redis= is a client of a Sentinel replica (slave_for): raftredis needs the "
+            "primary; pass Sentinel.master_for(...) instead"
+        )
+    sentinel_tls = {k: v for k, v in login.items() if k.startswith("ssl_")}
+    sentinel = SentinelSpec(
+        tuple(addresses),
+        service_name,
+        login.get("username"),
+        login.get("password"),
+        tls=sentinel_tls if login.get("ssl") else None,
+    )
+    kwargs = {k: v for k, v in taken.items() if k not in ("host", "port")}
+    tls = issubclass(seam.connection_settings(pool)[0], redis.SSLConnection)
+    if not tls:
+        kwargs = {k: v for k, v in kwargs.items() if not k.startswith("ssl_")}
+    return _managed_class(tls), kwargs, sentinel
+
+
+def _managed_class(tls: bool) -> type[Any]:
+    """redis-py's connection class that asks the sentinels where the primary is."""
+    return SentinelManagedSSLConnection if tls else SentinelManagedConnection
