@@ -16,6 +16,7 @@ from blinker import NamedSignal
 
 from . import signals
 from .errors import ReceiverError, SignalOverflowError
+from .runtime import THREADING, Queue, Runtime, Task, is_current
 
 __all__ = ["Dispatcher", "deliver", "report_error"]
 
@@ -58,15 +59,23 @@ class Dispatcher:
     room again. ``submit`` never blocks.
     """
 
-    def __init__(self, sender: object, name: str, maxsize: int = 10_000) -> None:
+    def __init__(
+        self, sender: object, name: str, maxsize: int = 10_000, *, runtime: Runtime = THREADING
+    ) -> None:
         self._sender = sender
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize)
+        self._name = name
+        self._runtime = runtime
+        self._queue: Queue[Any] = runtime.queue(maxsize)
         self._dropped = 0
         self._lock = threading.Lock()
-        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        #: The dispatch thread, once started.
+        self.thread: Task | None = None
 
     def start(self) -> None:
-        self.thread.start()
+        """Start the dispatch thread."""
+        # It may deliver before spawn() returns; a receiver calling stop() meanwhile
+        # finds no thread to join, which is right: it runs on that thread.
+        self.thread = self._runtime.spawn(self._run, name=self._name)
 
     def submit(self, signal: NamedSignal, kwargs: Mapping[str, Any]) -> bool:
         """Queue a signal for delivery; False (and counted) if the queue is full."""
@@ -85,8 +94,9 @@ class Dispatcher:
             self._queue.put(_STOP, timeout=timeout)
         except queue.Full:
             log.warning("dispatch queue still full at stop: remaining signals dropped")
-        if self.thread.is_alive() and threading.current_thread() is not self.thread:
-            self.thread.join(timeout)
+        thread = self.thread
+        if thread is not None and thread.is_alive() and not is_current(thread):
+            thread.join(timeout)
 
     def _run(self) -> None:
         while True:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-import time
 from collections.abc import Callable
 
 from .errors import ReceiverError
+from .runtime import THREADING, Event, Runtime, Task, is_current
 
 __all__ = ["LeaderFunction", "LeaderWork", "Leadership"]
 
@@ -36,8 +37,7 @@ class LeaderWork:
     Runs on the heartbeat thread's callbacks, so it only starts threads and
     sets events: never user code. While functions run, a watchdog thread also
     sets their stop events at the leader's local deadline: the heartbeat
-    thread may be blocked in a call to an unresponsive Redis right then
-    (measured: up to ~170 ms late without the watchdog).
+    thread may be blocked in a call to an unresponsive Redis right then.
 
     ``deadline_of(term)`` gives the monotonic deadline of the leadership in
     ``term``, or None once it has ended.
@@ -48,15 +48,18 @@ class LeaderWork:
         name: str,
         report: Callable[[BaseException], None],
         deadline_of: Callable[[int], float | None],
+        *,
+        runtime: Runtime = THREADING,
     ) -> None:
         self._name = name
         self._report = report
         self._deadline_of = deadline_of
-        self._ended = threading.Event()
-        self._watchdog: threading.Thread | None = None
+        self._runtime = runtime
+        self._ended = runtime.event()
+        self._watchdog: Task | None = None
         self._lock = threading.Lock()
         self._functions: list[LeaderFunction] = []
-        self._running: list[tuple[Leadership, threading.Thread]] = []
+        self._running: list[tuple[Leadership, Task]] = []
         self._term: int | None = None
 
     def add(self, fn: LeaderFunction) -> None:
@@ -82,11 +85,10 @@ class LeaderWork:
         """Start the watchdog of this leadership unless it runs (lock held)."""
         if self._watchdog is not None and self._watchdog.is_alive() and not self._ended.is_set():
             return
-        self._ended = threading.Event()
-        self._watchdog = threading.Thread(
-            target=self._watch, args=(term, self._ended), name=f"{self._name}-watchdog", daemon=True
+        self._ended = self._runtime.event()
+        self._watchdog = self._runtime.spawn(
+            functools.partial(self._watch, term, self._ended), name=f"{self._name}-watchdog"
         )
-        self._watchdog.start()
 
     def lost(self) -> None:
         """Leadership ended: tell every running function to stop."""
@@ -96,11 +98,11 @@ class LeaderWork:
             for stop_event, _ in self._running:
                 stop_event.set()
 
-    def _watch(self, term: int, ended: threading.Event) -> None:
+    def _watch(self, term: int, ended: Event) -> None:
         """Set the stop events of ``term`` when its deadline passes (renewals move it)."""
         while True:
             deadline = self._deadline_of(term)
-            left = None if deadline is None else deadline - time.monotonic()
+            left = None if deadline is None else deadline - self._runtime.monotonic()
             if left is None or left <= 0:
                 with self._lock:
                     for stop_event, _ in self._running:
@@ -117,17 +119,16 @@ class LeaderWork:
             if self._watchdog is not None:
                 threads.append(self._watchdog)
         for thread in threads:
-            if thread is not threading.current_thread():
+            if not is_current(thread):
                 thread.join(timeout)
 
     def _launch(self, fn: LeaderFunction, term: int) -> None:
         stop_event = Leadership(term)
         name = getattr(fn, "__name__", "fn")
-        thread = threading.Thread(
-            target=self._call, args=(fn, stop_event), name=f"{self._name}-{name}", daemon=True
+        thread = self._runtime.spawn(
+            functools.partial(self._call, fn, stop_event), name=f"{self._name}-{name}"
         )
         self._running.append((stop_event, thread))
-        thread.start()
 
     def _call(self, fn: LeaderFunction, stop_event: Leadership) -> None:
         try:
