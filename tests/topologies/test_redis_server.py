@@ -16,6 +16,7 @@ from raftredis.testing import (
     find_redis_server,
     find_tls_redis_server,
     make_tls_files,
+    redis_binary,
     redis_server_supports_tls,
 )
 
@@ -112,10 +113,10 @@ def test_option_errors() -> None:
 def test_find_tls_redis_server_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     """With no TLS-capable binary anywhere, the error names the package to install."""
     monkeypatch.delenv(testing.ENV_VAR, raising=False)
-    monkeypatch.setattr(testing, "_tls_candidates", lambda: [])
+    monkeypatch.setattr(redis_binary, "_tls_candidates", lambda: [])
     with pytest.raises(RuntimeError, match="apt-get install redis-server"):
         find_tls_redis_server()
-    monkeypatch.setattr(testing, "redis_server_supports_tls", lambda binary: False)
+    monkeypatch.setattr(redis_binary, "redis_server_supports_tls", lambda binary: False)
     with pytest.raises(RuntimeError, match="built without TLS"):
         RedisServer(tls=True, binary=find_redis_server()).start()
 
