@@ -288,7 +288,7 @@ def self_delivery(url: str, n: int) -> None:
             raw_counter,
         )
         measure("B message_all -> Candidate (as is)", lambda: snd.message_all(payload), counter)
-        snd._listeners[1].stop(1.0)  # the sender's message listener
+        snd._session.listeners[1].stop(1.0)  # the sender's message listener
         measure(
             "D message_all, the sender's own message listener stopped",
             lambda: snd.message_all(payload),

@@ -67,6 +67,10 @@ nitpick_ignore_regex = [
     # MessageBatch(outbox: Callable[[], Outbox]): users never build a MessageBatch
     # themselves (Candidate.batch() does), so its internal argument type has no page.
     (r"py:class", r"raftredis\.outbox\.Outbox"),
+    # Config's fields and Effect (in the architecture page's words) are internal
+    # types: users read a Config, they never build its parts themselves.
+    (r"py:class", r"raftredis\.(connection\.ConnectionSpec|signing\.Keyring|keys\.KeySpace)"),
+    (r"py:class", r"raftredis\.election\.commands\.Effect"),
 ]
 
 # -- HTML ------------------------------------------------------------------

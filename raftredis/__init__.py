@@ -10,11 +10,13 @@ from __future__ import annotations
 from . import signals
 from .candidate import Candidate
 from .client import Client
+from .config import Config
 from .errors import (
     BackendError,
     BatchError,
     ConfigurationError,
     EvictionWarning,
+    InternalError,
     LeaderTimeoutError,
     LeaseVanishedError,
     MessageError,
@@ -37,9 +39,11 @@ __all__ = [
     "BatchError",
     "Candidate",
     "Client",
+    "Config",
     "ConfigurationError",
     "EvictionWarning",
     "Instance",
+    "InternalError",
     "LeaderTimeoutError",
     "Leadership",
     "LeaseVanishedError",

@@ -25,15 +25,23 @@ from typing import Any, TypeVar
 
 import redis as redis_py
 
-from .candidate import _check_id, _check_name, _signing_setup
 from .clock import ServerClock
+from .config import (
+    Config,
+    check_id,
+    check_max_message_bytes,
+    check_name,
+    check_redis,
+    signing_setup,
+)
 from .connection import ConnectionSpec, connection_spec, describe
 from .errors import BackendError, ConfigurationError
 from .keys import KeySpace
 from .models import Instance, Scope
 from .observe import read_instances, read_leader
-from .outbox import MessageBatch, Outbox
+from .outbox import MessageBatch, NotLeading, Outbox
 from .publish_pool import PublishPool
+from .signing import DEFAULT_WINDOW, Keyring, Signer
 from .store import send_to_leader_script
 from .timing import Timings
 
@@ -112,15 +120,55 @@ class Client:
         replay_window: float | None = None,
         socket_timeout: float | None = None,
     ) -> None:
-        self._kind = _check_name("kind", kind)
-        self._prefix = _check_name("key_prefix", key_prefix)
-        self._explicit_id = id is not None
-        self._id = _check_id(id) if id is not None else _new_id()
-        self._max_message_bytes = _check_max_bytes(max_message_bytes)
-        self._keyring, _ = _signing_setup(secret, replay_window)
+        kind = check_name("kind", kind)
+        key_prefix = check_name("key_prefix", key_prefix)
+        member_id = check_id(id) if id is not None else None
+        max_message_bytes = check_max_message_bytes(max_message_bytes)
+        keyring, _ = signing_setup(secret, replay_window)
+        self._setup(redis, kind, key_prefix, member_id, max_message_bytes, keyring, socket_timeout)
+
+    @classmethod
+    def from_config(cls, config: Config, *, socket_timeout: float | None = None) -> Client:
+        """A Client for the kind ``config`` describes.
+
+        It talks to the same Redis (``config.redis``, connected anew), kind
+        and key prefix, signs with the same secret and sends messages of up
+        to the same ``max_message_bytes``. Its id is a random one of its own
+        (never the Candidate's), and ``socket_timeout`` is as for the
+        constructor (default 0.25 s, not the Config's timing).
+        """
+        client = cls.__new__(cls)
+        client._setup(
+            config.redis,
+            config.kind,
+            config.key_prefix,
+            None,
+            config.max_message_bytes,
+            config.keyring,
+            socket_timeout,
+        )
+        return client
+
+    def _setup(
+        self,
+        redis: Any,
+        kind: str,
+        key_prefix: str,
+        member_id: str | None,
+        max_message_bytes: int,
+        keyring: Keyring | None,
+        socket_timeout: Any,
+    ) -> None:
+        """Set up from checked settings (``redis`` and ``socket_timeout`` are checked here)."""
+        self._kind = kind
+        self._prefix = key_prefix
+        self._explicit_id = member_id is not None
+        self._id = member_id if member_id is not None else _new_id()
+        self._max_message_bytes = max_message_bytes
+        self._keyring = keyring
         self._timings = _timings(socket_timeout)
         self._redis = redis
-        self._spec = connection_spec(redis)  # checks redis= now; no I/O
+        self._spec = check_redis(redis)  # no I/O
         # In a Redis Cluster the kind's messages use sharded pub/sub (SPUBLISH).
         self._keys = KeySpace(self._prefix, self._kind, sharded=self._spec.cluster is not None)
         self._pid = os.getpid()  # the process that _spec and _id belong to
@@ -297,14 +345,16 @@ class _Connected:
         self._clock = ServerClock()
         self._clock_due = 0.0
         self._clock_lock = threading.Lock()
+        keyring = self._keyring
+        signer = Signer(keyring, self._server_ms, DEFAULT_WINDOW) if keyring else None
         self.outbox = Outbox(
             keys,
             sender_id,
             client._max_message_bytes,
             PublishPool(self._publisher),
             send_to_leader_script(keys),
-            stamp=_not_leader,
-            sign=self._sign if self._keyring is not None else None,
+            leadership=NotLeading(),
+            signer=signer,
             subscribed=False,
         )
 
@@ -319,10 +369,6 @@ class _Connected:
         self.outbox.close()
         for client in (self.commands, self._publisher):
             client.connection_pool.disconnect()
-
-    def _sign(self, body: bytes) -> bytes:
-        assert self._keyring is not None
-        return self._keyring.sign(body, self._server_ms())
 
     def _server_ms(self) -> int:
         """The Redis server's clock, estimated: signatures are checked against it."""
@@ -359,21 +405,8 @@ class _Connected:
             self._clock_lock.release()
 
 
-def _not_leader() -> tuple[int, bool]:
-    """A Client's stamp: term 0, not from the leader (it never leads)."""
-    return 0, False
-
-
 def _new_id() -> str:
     return f"client-{uuid.uuid4().hex[:12]}"
-
-
-def _check_max_bytes(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigurationError(f"max_message_bytes must be an int, got {value!r}")
-    if value < 1024:
-        raise ConfigurationError(f"max_message_bytes={value} is too small: use at least 1024")
-    return value
 
 
 def _timings(socket_timeout: Any) -> Timings:
@@ -393,7 +426,8 @@ def _timings(socket_timeout: Any) -> Timings:
         raise ConfigurationError(
             f"socket_timeout must be a number of seconds above 0 and at most "
             f"{MAX_SOCKET_TIMEOUT:g}, got {socket_timeout!r}; leave it out for "
-            f"{DEFAULT_SOCKET_TIMEOUT:g} s"
+            f"{DEFAULT_SOCKET_TIMEOUT:g} s",
+            option="socket_timeout",
         )
     # Timings wants 2 x socket_timeout <= renew_interval (lease_ttl / 4).
     lease_ttl = max(Timings().lease_ttl, 8.0 * socket_timeout)

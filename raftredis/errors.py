@@ -19,22 +19,27 @@ The tree::
     │                                     dropped (reported, never raised)
     ├── ReceiverError                     a receiver or while_leader function
     │                                     raised (reported, never raised)
-    └── SignalOverflowError               state signals were dropped because
-                                          the dispatch queue was full (reported)
+    ├── SignalOverflowError               state signals were dropped because
+    │                                     the dispatch queue was full (reported)
+    └── InternalError (RuntimeError)      a bug in raftredis was caught; after
+                                          repeats the instance stops (reported)
 
 ``ProtocolError``, ``ReceiverError``, ``SignalOverflowError``,
-``LeaseVanishedError`` and ``EvictionWarning`` are never raised into user
-code: they arrive on the ``error_occurred`` signal (seed name ``"error"``),
+``LeaseVanishedError``, ``EvictionWarning`` and ``InternalError`` are never raised into user
+code: they arrive on the ``error_occurred`` signal (node-raft-redis name ``"error"``),
 with the original exception, if any, as ``__cause__``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "BackendError",
     "BatchError",
     "ConfigurationError",
     "EvictionWarning",
+    "InternalError",
     "LeaderTimeoutError",
     "LeaseVanishedError",
     "MessageError",
@@ -52,7 +57,19 @@ class RaftRedisError(Exception):
 
 
 class ConfigurationError(RaftRedisError, ValueError):
-    """A constructor argument or a timing cannot work; the message says what to change."""
+    """A constructor argument or a timing cannot work; the message says what to change.
+
+    ``option`` names the argument that was wrong (``"lease_ttl"``, ``"redis"``...),
+    where one is to blame; the Flask and Django integrations map it to their
+    setting's name.
+    """
+
+    def __init__(self, message: str, *, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild_configuration_error, (str(self), self.option)
 
 
 class NotRunningError(RaftRedisError, RuntimeError):
@@ -161,3 +178,13 @@ class SignalOverflowError(RaftRedisError):
             "too slow; move long work to your own thread (while_leader does this for you)"
         )
         self.dropped = dropped
+
+
+def _rebuild_configuration_error(message: str, option: str | None) -> ConfigurationError:
+    return ConfigurationError(message, option=option)
+
+
+class InternalError(RaftRedisError, RuntimeError):
+    """A bug in raftredis was caught (``__cause__`` is the exception); the message says
+    what happened to this instance. After repeated failures of its heartbeat the
+    instance gives up its role and stops: create a new Candidate to rejoin."""

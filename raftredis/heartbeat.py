@@ -1,8 +1,9 @@
 """The heartbeat thread: feeds the Election events and carries out its commands.
 
 It owns the only mutable election state, talks to Redis through the
-:class:`~raftredis.store.RedisStore`, and never runs user code: signals go
-to the ``emit`` callback, which queues them for the dispatch thread.
+:class:`~raftredis.store.RedisStore`, and never runs user code: the
+election's effects go to the ``on_effect`` callback, which queues their
+signals for the dispatch thread.
 """
 
 from __future__ import annotations
@@ -10,12 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import threading
-import time
 from collections import deque
 from collections.abc import Callable
-
-import redis
 
 from .clock import ServerClock
 from .election import (
@@ -23,8 +20,8 @@ from .election import (
     AcquireResult,
     BackendFailed,
     Command,
+    Effect,
     Election,
-    Emit,
     Event,
     Heartbeat,
     HeartbeatResult,
@@ -40,7 +37,9 @@ from .election import (
     Watch,
     WatchResult,
 )
-from .errors import BackendError, LeaseVanishedError, RefusedError
+from .errors import BackendError, InternalError, LeaseVanishedError, RefusedError
+from .runtime import THREADING, Queue, Runtime, Task, is_current
+from .runtime import Event as Signal
 from .store import LeaseRecord, RedisStore
 from .timing import Timings
 
@@ -51,15 +50,25 @@ log = logging.getLogger("raftredis")
 #: After reporting a vanished lease, further ones are counted and reported at most this often.
 VANISHED_REPORT_INTERVAL = 60.0
 
+#: An unexpected exception in the loop (a bug) is reported and the loop pauses,
+#: twice as long each time from FIRST_BACKOFF up to MAX_BACKOFF; after
+#: MAX_FAILURES in a row the instance gives up its role and stops.
+FIRST_BACKOFF = 0.01
+MAX_BACKOFF = 0.5
+MAX_FAILURES = 5
+
 
 class HeartbeatLoop:
     """Runs one Election against Redis on a dedicated thread.
 
-    Other threads talk to it only through :meth:`post`. ``on_emit`` receives
-    every :class:`Emit` (on this thread; it must not block), ``on_change``
-    is called after every event so waiters can re-check the state,
-    ``on_backend_error`` once per run of failures, and ``on_report`` gets
-    what is worth reporting but is no failure (a lease Redis lost).
+    Other threads talk to it only through :meth:`post`. ``on_effect`` receives
+    every :class:`~raftredis.election.Effect` (on this thread; it must not
+    block), ``on_change`` is called after every event so waiters can re-check
+    the state, ``on_backend_error`` once per run of Redis failures, and
+    ``on_report`` gets what is worth reporting but is no failure (a lease Redis
+    lost, a bug caught). ``on_fatal`` is called once, on this thread, if the
+    loop gives up after :data:`MAX_FAILURES` unexpected exceptions in a row: the
+    election has then been abandoned (not leading, stopped) and the thread ends.
     """
 
     def __init__(
@@ -70,13 +79,14 @@ class HeartbeatLoop:
         timings: Timings,
         record: Callable[[], str],
         *,
-        on_emit: Callable[[Emit], None],
+        on_effect: Callable[[Effect], None],
         on_change: Callable[[], None],
         on_backend_error: Callable[[BackendError], None],
         on_report: Callable[[BaseException], None] = lambda error: None,
+        on_fatal: Callable[[InternalError], None] = lambda error: None,
         name: str,
-        monotonic: Callable[[], float] = time.monotonic,
         min_replicas: int = 0,
+        runtime: Runtime = THREADING,
     ) -> None:
         self.election = election
         self._min_replicas = min_replicas
@@ -84,11 +94,15 @@ class HeartbeatLoop:
         self._clock = clock
         self._timings = timings
         self._record = record
-        self._on_emit = on_emit
+        self._on_effect = on_effect
+        self._on_fatal = on_fatal
+        self._runtime = runtime
+        self._name = name
+        self._bugs_in_a_row = 0
         self._on_change = on_change
         self._on_backend_error = on_backend_error
         self._on_report = on_report
-        self._monotonic = monotonic
+        self._monotonic = runtime.monotonic
         #: The expiry (server ms) of the lease value this instance wrote last.
         self._lease_expires_ms = 0
         #: Update the lease's copy at each renew: needed where Redis may evict
@@ -99,16 +113,28 @@ class HeartbeatLoop:
         self._evicted_keys: int | None = None  # Redis' evicted_keys when last read
         self._vanished_unreported = 0
         self._next_vanished_report = float("-inf")
-        self._inbox: queue.SimpleQueue[tuple[Event, threading.Event | None]] = queue.SimpleQueue()
+        self._inbox: Queue[tuple[Event, Signal | None]] = runtime.queue()
         self._failing = False
-        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        #: The heartbeat thread, once started.
+        self.thread: Task | None = None
 
     def start(self, members: int | None = None) -> None:
         """Start the thread; ``members``: the kind's live members at the join, if known."""
         self.post(Start(self._monotonic(), members))
-        self.thread.start()
+        self.thread = self._runtime.spawn(self._run, name=self._name)
 
-    def post(self, event: Event, done: threading.Event | None = None) -> None:
+    @property
+    def alive(self) -> bool:
+        """True while the thread runs."""
+        return self.thread is not None and self.thread.is_alive()
+
+    def join(self, timeout: float | None) -> None:
+        """Wait up to ``timeout`` for the thread to end (not from the thread itself)."""
+        thread = self.thread
+        if thread is not None and thread.is_alive() and not is_current(thread):
+            thread.join(timeout)
+
+    def post(self, event: Event, done: Signal | None = None) -> None:
         """Hand an event to the heartbeat thread; ``done`` is set once it was handled."""
         self._inbox.put((event, done))
 
@@ -119,16 +145,16 @@ class HeartbeatLoop:
         while not election.stopped:
             wakeup = election.next_wakeup
             timeout = None if wakeup is None else max(0.0, wakeup - self._monotonic())
-            done: threading.Event | None = None
+            done: Signal | None = None
             try:
                 event, done = self._inbox.get(timeout=timeout)
             except queue.Empty:
                 event = Tick(self._monotonic())
             try:
                 self._handle(event)
-            except Exception:  # a bug here must not kill the thread silently
-                log.exception("raftredis heartbeat failed handling %r", event)
-                time.sleep(0.01)
+                self._bugs_in_a_row = 0
+            except Exception as exc:  # a bug: must neither kill the thread silently nor spin
+                self._bug(event, exc)
             finally:
                 if done is not None:
                     done.set()
@@ -146,13 +172,50 @@ class HeartbeatLoop:
         self._on_change()
         while pending:
             command = pending.popleft()
-            if isinstance(command, Emit):
-                self._on_emit(command)
+            if isinstance(command, Effect):
+                self._on_effect(command)
                 continue
             result = self._execute(command)
             if result is not None:
                 pending.extend(self.election.handle(result))
                 self._on_change()
+
+    def _bug(self, event: Event, exc: Exception) -> None:
+        """An unexpected exception: report it and back off; give up if it keeps coming."""
+        self._bugs_in_a_row += 1
+        count = self._bugs_in_a_row
+        log.error("raftredis heartbeat failed handling %r", event, exc_info=exc)
+        if count < MAX_FAILURES:
+            error = InternalError(
+                f"the heartbeat failed handling {type(event).__name__} "
+                f"({type(exc).__name__}: {exc}); {count} of {MAX_FAILURES} failures in a row "
+                "before this instance stops. This is a bug in raftredis: please report it "
+                "with the traceback from the log"
+            )
+            error.__cause__ = exc
+            self._on_report(error)
+            self._runtime.sleep(min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (count - 1)))
+            return
+        fatal = InternalError(
+            f"the heartbeat failed {count} times in a row (the last: {type(exc).__name__}: "
+            f"{exc}): this instance gave up its role and stopped. This is a bug in "
+            "raftredis: please report it with the traceback from the log"
+        )
+        fatal.__cause__ = exc
+        self._give_up(fatal)
+
+    def _give_up(self, error: InternalError) -> None:
+        """Abandon the election (no longer leading, at once) and resign, best effort."""
+        for command in self.election.abandon():
+            try:
+                if isinstance(command, Effect):
+                    self._on_effect(command)
+                else:
+                    self._carry_out(command, self._monotonic())
+            except Exception:  # giving up must finish: the lease runs out by itself
+                log.exception("raftredis: while giving up, %r failed", command)
+        self._on_change()
+        self._on_fatal(error)
 
     # ------------------------------------------------------- the commands
 
@@ -272,9 +335,9 @@ class HeartbeatLoop:
         wait_ms = max(1, int(self._timings.socket_timeout * 500))
         why = ""
         try:
-            acked = replicas_acknowledging(self._store, wanted, wait_ms)
-        except (redis.RedisError, OSError) as exc:
-            acked, why = 0, f" (WAIT failed: {exc})"
+            acked = self._store.replicas_acknowledging(wanted, wait_ms)
+        except BackendError as exc:
+            acked, why = 0, f" ({exc})"
         if acked >= wanted:
             return
         # If Redis is unreachable the lease expires by itself; we never lead on it.
@@ -339,19 +402,3 @@ class HeartbeatLoop:
     @staticmethod
     def _lease(record: LeaseRecord, remaining: float) -> Lease:
         return Lease(term=record.term, holder=record.holder, remaining=remaining)
-
-
-def replicas_acknowledging(store: RedisStore, wanted: int, timeout_ms: int) -> int:
-    """How many replicas have every write made so far (``WAIT wanted timeout_ms``).
-
-    WAIT counts the acknowledgements of the last write made *on its own
-    connection*, and the acquire ran on whichever connection the pool gave
-    it. So a PUBLISH on a channel nobody listens to goes first, on the same
-    connection: Redis replicates it after the acquire's writes, so a replica
-    that acknowledged it has the lease too.
-    """
-    pipe = store.commands.pipeline(transaction=False)
-    keys = store.keys
-    pipe.execute_command(keys.publish_command, f"{keys.base}:replicated", b"")
-    pipe.execute_command("WAIT", wanted, timeout_ms)
-    return int(pipe.execute()[1])

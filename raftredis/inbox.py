@@ -1,9 +1,9 @@
 """The receiving side of messaging: decode, filter, and deliver on the listener thread.
 
-Messages reach their receivers on the thread that read them from the socket
-(no thread hop: a hop measured 15 to 45 us, the largest cost of a round
-trip). Each receiver is called in isolation; anything invalid is dropped and
-reported as a :class:`~raftredis.errors.ProtocolError` on this thread.
+Messages reach their receivers on the thread that read them from the socket: a
+hop to another thread would be the largest cost of a round trip. Each receiver
+is called in isolation; anything invalid is dropped and reported as a
+:class:`~raftredis.errors.ProtocolError` on this thread.
 """
 
 from __future__ import annotations

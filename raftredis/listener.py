@@ -32,7 +32,7 @@ from redis.client import PubSub
 
 from . import redispy_seam as seam
 from .cluster import SlotMoved
-from .election import PresenceLost, PresenceProof, PresenceRestored
+from .election import Event, PresenceLost, PresenceProof, PresenceRestored
 from .errors import BackendError
 
 __all__ = ["Listener", "PresencePinger", "channel_of"]
@@ -69,7 +69,7 @@ class PresencePinger:
     def __init__(
         self,
         interval: float,
-        report: Callable[[object], None],
+        report: Callable[[Event], None],
         proof: Callable[[float], bool],
     ) -> None:
         self.active = False
@@ -170,8 +170,7 @@ class Listener:
         sharded: bool = False,
         presence: PresencePinger | None = None,
         # How long one read blocks. A message wakes it at once and stop() wakes
-        # it too, so a long wait only saves idle CPU (at 0.1 s an idle
-        # Candidate's two listeners cost about 1.3 ms/s).
+        # it too, so a long wait only saves idle CPU.
         sleep_time: float = 1.0,
         max_backoff: float = 1.0,
     ) -> None:

@@ -10,7 +10,7 @@ __all__ = ["Instance", "Message", "Scope", "State"]
 
 
 class State(str, enum.Enum):
-    """The role of a Candidate. The values are the seed's state names."""
+    """The role of a Candidate. The values are node-raft-redis' state names."""
 
     FOLLOWER = "follower"
     CANDIDATE = "candidate"
@@ -73,10 +73,10 @@ class Message:
     # Seed-style names: node-raft-redis hands receivers ``{message, from}``.
     @property
     def message(self) -> Any:
-        """The payload (the seed's ``message``)."""
+        """The payload (node-raft-redis' ``message``)."""
         return self.payload
 
     @property
     def sender(self) -> str:
-        """The sender's instance id (the seed's ``from``)."""
+        """The sender's instance id (node-raft-redis' ``from``)."""
         return self.sender_id

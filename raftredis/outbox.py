@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import redis
 from redis.exceptions import NoScriptError
@@ -21,14 +21,30 @@ from .errors import BackendError, BatchError, MessageError
 from .keys import KeySpace
 from .models import Scope
 from .publish_pool import PublishPool
+from .signing import Signer
 from .wire import EnvelopeWriter
 
-__all__ = ["MessageBatch", "Outbox", "Outgoing"]
+__all__ = ["LeadershipView", "MessageBatch", "NotLeading", "Outbox", "Outgoing"]
 
 #: At most this many messages (or CHUNK_BYTES) per write: bounds the time one
 #: write may take against the socket timeout, and Redis' query buffer.
 CHUNK_MESSAGES = 1000
 CHUNK_BYTES = 1 << 20
+
+
+class LeadershipView(Protocol):
+    """What the outbox reads of the election: how to stamp a message now."""
+
+    def stamp(self) -> tuple[int, bool]:
+        """(term, whether this instance leads now), read in one atomic check."""
+        ...
+
+
+class NotLeading:
+    """The stamp of a sender that never leads (a Client): term 0, not from the leader."""
+
+    def stamp(self) -> tuple[int, bool]:
+        return 0, False
 
 
 class Outgoing(NamedTuple):
@@ -49,11 +65,11 @@ class Outbox:
         keys: KeySpace,
         member_id: str,
         max_bytes: int,
-        sender: PublishPool,
+        pool: PublishPool,
         send_to_leader_script: str,
         *,
-        stamp: Callable[[], tuple[int, bool]],
-        sign: Callable[[bytes], bytes] | None = None,
+        leadership: LeadershipView,
+        signer: Signer | None = None,
         subscribed: bool = True,
     ) -> None:
         self._keys = keys
@@ -61,9 +77,10 @@ class Outbox:
         # id), and PUBLISH counts it: it is subtracted. A Client subscribes to nothing.
         self._subscribed = subscribed
         self._id = member_id
-        self._sender = sender
+        self._pool = pool
+        sign = signer.sign if signer is not None else None
         self._writer = EnvelopeWriter(keys.kind, member_id, max_bytes, sign)
-        self._stamp = stamp
+        self._leadership = leadership
         self._script = send_to_leader_script
         self._script_sha = hashlib.sha1(send_to_leader_script.encode()).hexdigest()
         self._channels = {Scope.ALL: keys.all, Scope.FOLLOWERS: keys.followers}
@@ -72,7 +89,7 @@ class Outbox:
         """Stamp and encode one message; MessageError if it cannot be sent."""
         if scope is Scope.DIRECT and (not isinstance(instance_id, str) or not instance_id):
             raise MessageError(f"message_to needs an instance id (str), got {instance_id!r}")
-        term, leader = self._stamp()
+        term, leader = self._leadership.stamp()
         data = self._writer.encode(scope, term, leader, time.time(), payload)
         keys = self._keys
         if scope is Scope.LEADER:
@@ -133,8 +150,8 @@ class Outbox:
         return [c for c in counts if c is not None]
 
     def close(self) -> None:
-        """Close the sender's connections."""
-        self._sender.close()
+        """Close the publishing connections."""
+        self._pool.close()
 
     def _run(self, chunk: Sequence[Outgoing]) -> list[Any]:
         commands = [o.command for o in chunk]
@@ -143,15 +160,15 @@ class Outbox:
             # Load the script ahead of a batch's messages to the leader: retrying one
             # after a NOSCRIPT reply would put it behind the messages after it.
             commands.insert(0, ("SCRIPT", "LOAD", self._script))
-        replies = self._sender.run(commands)
+        replies = self._pool.run(commands)
         if preload:
             del replies[0]
         missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
         if missing:
             # Redis lost its script cache (a restart): load it and run just those
             # again; a NOSCRIPT reply means that message was not published.
-            self._sender.run([("SCRIPT", "LOAD", self._script)])
-            again = self._sender.run([chunk[i].command for i in missing])
+            self._pool.run([("SCRIPT", "LOAD", self._script)])
+            again = self._pool.run([chunk[i].command for i in missing])
             for i, reply in zip(missing, again):
                 replies[i] = reply
         return replies

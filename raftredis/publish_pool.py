@@ -3,8 +3,8 @@
 A message send is one PUBLISH (or one EVALSHA), never retried. Through
 ``redis.Redis.publish`` it also pays for redis-py's general path: a pool
 checkout that probes the socket for stale data, retry bookkeeping, metrics
-hooks and the release, about 35 µs of CPU around a 70 µs exchange on this
-project's benchmark machine. So the PublishPool keeps its own few connections and
+hooks and the release, a cost as large as the exchange itself (figures in
+docs/benchmarks.md). So the PublishPool keeps its own few connections and
 talks to them directly: pack, one write, read the replies. Any error other
 than a Redis error reply drops the connection, so a half-read reply can
 never be taken for the next one; so does a READONLY reply, whose server

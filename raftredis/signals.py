@@ -17,7 +17,7 @@ Neither is the heartbeat thread: a slow or raising receiver cannot delay
 lease renewal or demotion.
 
 ==========================  ==========================  ========================
-signal                      keyword arguments           seed event name
+signal                      keyword arguments           node-raft-redis name
 ==========================  ==========================  ========================
 ``elected``                 ``term``                    ``"elected"``
 ``defeated``                ``leader``, ``term``        ``"defeated"``
@@ -35,7 +35,12 @@ signal                      keyword arguments           seed event name
 
 from __future__ import annotations
 
+from dataclasses import fields
+from typing import Any
+
 from blinker import NamedSignal, Namespace
+
+from .election.commands import Defeated, Effect, Elected, LeaderChanged, StateChanged
 
 __all__ = [
     "SEED_EVENTS",
@@ -43,6 +48,7 @@ __all__ = [
     "defeated",
     "elected",
     "error_occurred",
+    "for_effect",
     "instance_joined",
     "instance_left",
     "leader_changed",
@@ -122,10 +128,24 @@ _BY_NAME: dict[str, NamedSignal] = {
 
 
 def by_name(name: str) -> NamedSignal:
-    """The signal for a signal name (``"message_from_leader"``) or a seed event name
+    """The signal for a signal name (``"message_from_leader"``) or a node-raft-redis name
     (``"message:from:leader"``); ``KeyError`` lists the valid names."""
     signal = SEED_EVENTS.get(name) or _BY_NAME.get(name)
     if signal is None:
         valid = sorted({*SEED_EVENTS, *_BY_NAME})
         raise KeyError(f"no signal named {name!r}; valid names: {', '.join(valid)}")
     return signal
+
+
+# The one table from the election's effects to the signals that announce them.
+_EFFECT_SIGNALS: dict[type[Effect], NamedSignal] = {
+    StateChanged: state_changed,
+    Elected: elected,
+    Defeated: defeated,
+    LeaderChanged: leader_changed,
+}
+
+
+def for_effect(effect: Effect) -> tuple[NamedSignal, dict[str, Any]]:
+    """The signal that announces ``effect``, and its keyword arguments (the effect's fields)."""
+    return _EFFECT_SIGNALS[type(effect)], {f.name: getattr(effect, f.name) for f in fields(effect)}

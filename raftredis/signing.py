@@ -30,7 +30,7 @@ from typing import Any
 from .errors import ConfigurationError
 from .wire import WireError
 
-__all__ = ["DEFAULT_WINDOW", "Keyring", "ReplayGuard", "secrets_from"]
+__all__ = ["DEFAULT_WINDOW", "Keyring", "ReplayGuard", "Signer", "secrets_from"]
 
 #: Messages older (or further in the future) than this many seconds are dropped.
 DEFAULT_WINDOW = 30.0
@@ -50,18 +50,20 @@ def secrets_from(secret: Any) -> list[bytes]:
     """
     items = list(secret) if isinstance(secret, (list, tuple)) else [secret]
     if not items:
-        raise ConfigurationError("secret must not be an empty list")
+        raise ConfigurationError("secret must not be an empty list", option="secret")
     keys: list[bytes] = []
     for item in items:
         if isinstance(item, str):
             item = item.encode("utf-8")
         if not isinstance(item, bytes):
             raise ConfigurationError(
-                f"secret must be a str or bytes (or a list of them), got {type(item).__name__}"
+                f"secret must be a str or bytes (or a list of them), got {type(item).__name__}",
+                option="secret",
             )
         if len(item) < 16:
             raise ConfigurationError(
-                "a secret must be at least 16 bytes long; use e.g. secrets.token_urlsafe(32)"
+                "a secret must be at least 16 bytes long; use e.g. secrets.token_urlsafe(32)",
+                option="secret",
             )
         keys.append(item)
     return keys
@@ -160,3 +162,24 @@ class ReplayGuard:
             len(seen) > self._limit or next(iter(seen.values())) < now - 2 * self._window_ms
         ):
             seen.popitem(last=False)
+
+
+class Signer:
+    """Signs what one instance sends, and checks what it receives, by one clock.
+
+    ``now_ms`` is the Redis server's clock as this instance estimates it, so
+    that instances with skewed local clocks agree on a signature's age.
+    """
+
+    def __init__(self, keyring: Keyring, now_ms: Callable[[], int], window: float) -> None:
+        self._keyring = keyring
+        self._now_ms = now_ms
+        self._window = window
+
+    def sign(self, body: bytes) -> bytes:
+        """``body`` with its signature (an envelope or a control notice)."""
+        return self._keyring.sign(body, self._now_ms())
+
+    def guard(self) -> ReplayGuard:
+        """A verifier for one listener (each remembers what it has seen)."""
+        return ReplayGuard(self._keyring, self._now_ms, self._window)

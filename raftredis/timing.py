@@ -74,14 +74,16 @@ class Timings:
 
         ``None`` values in ``overrides`` mean "derive it". Raises
         :class:`~raftredis.errors.ConfigurationError` naming the setting to
-        change when the combination cannot work.
+        change when the combination cannot work (in its message and its
+        ``option``: of two timings that do not fit, the one to lower).
         """
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(overrides) - names)
         if unknown:
             raise ConfigurationError(
                 f"unknown timing setting(s) {', '.join(unknown)}; "
-                f"the settings are: {', '.join(sorted(names))}"
+                f"the settings are: {', '.join(sorted(names))}",
+                option=unknown[0],
             )
         ttl = _positive("lease_ttl", lease_ttl)
         renew_interval = _given(overrides, "renew_interval", ttl / 4)
@@ -111,11 +113,13 @@ def _given(overrides: dict[str, float | None], name: str, default: float) -> flo
 def _positive(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigurationError(
-            f"{name} must be a number of seconds, got {type(value).__name__} {value!r}"
+            f"{name} must be a number of seconds, got {type(value).__name__} {value!r}",
+            option=name,
         )
     if not math.isfinite(value) or value <= 0:
         raise ConfigurationError(
-            f"{name} must be a positive, finite number of seconds, got {value!r}"
+            f"{name} must be a positive, finite number of seconds, got {value!r}",
+            option=name,
         )
     return float(value)
 
@@ -126,46 +130,54 @@ def _validate(t: Timings) -> None:
     if t.lease_ttl < _MIN_LEASE_TTL:
         raise ConfigurationError(
             f"lease_ttl={t.lease_ttl} s is too short: use at least {_MIN_LEASE_TTL} s "
-            "(scheduling noise alone would cost the leader its lease)"
+            "(scheduling noise alone would cost the leader its lease)",
+            option="lease_ttl",
         )
     if t.renew_deadline >= t.lease_ttl:
         raise ConfigurationError(
             f"renew_deadline ({t.renew_deadline:g} s) must be shorter than lease_ttl "
             f"({t.lease_ttl:g} s): a leader has to stop calling itself leader before its "
-            "lease can expire in Redis. Lower renew_deadline or raise lease_ttl."
+            "lease can expire in Redis. Lower renew_deadline or raise lease_ttl.",
+            option="renew_deadline",
         )
     if t.renew_interval > t.renew_deadline / 2:
         raise ConfigurationError(
             f"renew_interval ({t.renew_interval:g} s) must be at most half of renew_deadline "
             f"({t.renew_deadline:g} s), so that one failed renew can be retried before the "
-            "deadline. Lower renew_interval."
+            "deadline. Lower renew_interval.",
+            option="renew_interval",
         )
     if 2 * t.socket_timeout > t.renew_interval:
         raise ConfigurationError(
             f"socket_timeout ({t.socket_timeout:g} s) must be at most half of renew_interval "
             f"({t.renew_interval:g} s): a command and its one retry have to fit in one "
-            "renew interval. Lower socket_timeout."
+            "renew interval. Lower socket_timeout.",
+            option="socket_timeout",
         )
     if t.membership_refresh > t.member_expiry / 2:
         raise ConfigurationError(
             f"membership_refresh ({t.membership_refresh:g} s) must be at most half of "
             f"member_expiry ({t.member_expiry:g} s), or live members would be pruned "
-            "after one late refresh. Lower membership_refresh or raise member_expiry."
+            "after one late refresh. Lower membership_refresh or raise member_expiry.",
+            option="membership_refresh",
         )
     if t.presence_interval > t.presence_window / 2:
         raise ConfigurationError(
             f"presence_interval ({t.presence_interval:g} s) must be at most half of "
             f"presence_window ({t.presence_window:g} s), so that one late proof does not "
-            "cost the leader its leadership. Lower presence_interval."
+            "cost the leader its leadership. Lower presence_interval.",
+            option="presence_interval",
         )
     if t.presence_window >= t.renew_deadline:
         raise ConfigurationError(
             f"presence_window ({t.presence_window:g} s) must be shorter than renew_deadline "
             f"({t.renew_deadline:g} s), or fast failover would be no faster than the lease. "
-            "Lower presence_window."
+            "Lower presence_window.",
+            option="presence_window",
         )
     if t.member_expiry <= t.lease_ttl:
         raise ConfigurationError(
             f"member_expiry ({t.member_expiry:g} s) must be longer than lease_ttl "
-            f"({t.lease_ttl:g} s), or a live leader could be pruned from the member list."
+            f"({t.lease_ttl:g} s), or a live leader could be pruned from the member list.",
+            option="member_expiry",
         )

@@ -35,6 +35,7 @@ __all__ = [
     "encode_meta_notice",
     "encode_record",
     "envelope_head",
+    "notice_head",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -330,6 +331,12 @@ class ControlMessage:
             return None
         seen = self.at if self.at is not None else self.record.joined_at
         return self.record.instance(self.id, State.FOLLOWER, seen)
+
+
+def notice_head(notice_type: ControlType) -> bytes:
+    """How every notice of ``notice_type`` that raftredis writes begins (signed or not:
+    a signature goes at the end), so a listener can skip one without decoding it."""
+    return f'{{"v":{VERSION},"type":"{notice_type.value}",'.encode()
 
 
 def encode_meta_notice(instance_id: str, record: str, at: float) -> str:

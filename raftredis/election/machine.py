@@ -1,369 +1,61 @@
 """The election state machine: pure, sans-IO, driven by events that carry the time.
 
-Theory of operation
--------------------
-Redis is the arbiter. One key holds the lease, ``"<term> <holder id> <expiry ms>"``,
-written only by atomic scripts. This module decides *when* to talk to Redis and
-*what* the replies mean; it never talks to Redis, never reads a clock and never
-starts a thread. The heartbeat thread (``heartbeat.py``) feeds it events and
-carries out the commands it returns, so every timing decision here is tested
-with a fake clock.
-
-States: FOLLOWER, CANDIDATE (an acquire is in flight), LEADER.
-
-* A follower knows the lease from its periodic heartbeat (which reads the lease
-  value) and from ``elected``/``resigned``/``left`` control notices. It
-  campaigns (``Acquire``) when the lease it last saw has expired (plus a small
-  jitter), or at once, with jitter, on a vacancy notice.
-* ``Acquire`` proposes ``max(stored term, highest term seen) + 1``; the script
-  takes the lease only if nobody holds it.
-* A leader counts its lease from the moment it *sent* the command that took or
-  renewed it (Redis applied it later, so Redis' expiry is later still). It
-  calls itself leader only until ``sent_at + renew_deadline``, which is
-  ``lease_ttl - renew_deadline`` before Redis can expire the lease. It renews
-  every ``renew_interval``; if renewing keeps failing it demotes itself at the
-  deadline, before anyone else can take the lease.
-* Demotion always happens here, locally, *before* a resign reaches Redis, so
-  ``is_leader`` is false before anyone else can be elected.
-* Control notices are hints, never facts: anyone who can publish on the Redis
-  server can forge one. An ``elected`` notice makes an instance read the
-  lease now; a ``resigned``/``left`` notice of the leader makes a follower
-  campaign now. Both are rate-limited, so a flood of notices costs Redis a
-  bounded number of commands. ``current_term`` and the leader are learned
-  only from Redis. The term an ``elected`` notice names is kept apart, as a
-  *hint*, and only raises what this instance proposes when it campaigns: if
-  Redis loses its data right after an election, before anyone read the new
-  lease, the next term is still above it. A hint may exceed the known term by
-  at most ``HINT_WINDOW``, so forged notices cannot run terms up quickly.
-
-Signals are returned as :class:`Emit` commands; the owner delivers them.
+How it decides (the lease, terms, hints, demotion before resignation) is told
+in the package's docstring, :mod:`raftredis.election`.
 """
 
 from __future__ import annotations
 
-import math
 import random
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Union
 
-from .models import State
-from .timing import Timings
-from .wire import ControlMessage, ControlType
-
-__all__ = [
-    "Acquire",
-    "AcquireResult",
-    "BackendFailed",
-    "Command",
-    "ControlReceived",
-    "Election",
-    "Emit",
-    "Event",
-    "Heartbeat",
-    "HeartbeatResult",
-    "Lease",
-    "Leave",
-    "PresenceLost",
-    "PresenceProof",
-    "PresenceRestored",
-    "Reconnected",
-    "ReelectRequested",
-    "Renew",
-    "RenewResult",
-    "Resign",
-    "Start",
-    "StopRequested",
-    "TakeOver",
-    "TakeoverResult",
-    "Tick",
-    "Watch",
-    "WatchResult",
-]
-
-
-@dataclass(frozen=True)
-class Lease:
-    """The lease as read from Redis: who holds it, its term, seconds left when read."""
-
-    term: int
-    holder: str
-    remaining: float
-
-
-# ---------------------------------------------------------------- events
-
-
-@dataclass(frozen=True)
-class Start:
-    """The Candidate has joined the kind and wants to know its role (``members``: the
-    kind's live members as its join counted them, if known)."""
-
-    now: float
-    members: int | None = None
-
-
-@dataclass(frozen=True)
-class Tick:
-    """The next wake-up time has come."""
-
-    now: float
-
-
-@dataclass(frozen=True)
-class AcquireResult:
-    """Reply to :class:`Acquire`: ``lease`` is the lease after the script ran.
-
-    ``present`` (fast failover, when we took it): our presence channel had a
-    listener as the script ran, a proof that our presence connection lived
-    then.
-    """
-
-    now: float
-    sent_at: float
-    lease: Lease
-    present: bool = False
-
-
-@dataclass(frozen=True)
-class RenewResult:
-    """Reply to :class:`Renew`. ``lease`` is the other holder's lease when not renewed."""
-
-    now: float
-    sent_at: float
-    renewed: bool
-    lease: Lease | None = None
-    #: The renew carried ``clear_suspicion`` (the first after our presence came back).
-    validated: bool = False
-
-
-@dataclass(frozen=True)
-class HeartbeatResult:
-    """Reply to :class:`Heartbeat`.
-
-    ``lease_read`` says whether the lease was read (``lease`` None then means
-    vacant); ``rejoined`` says our membership had been pruned and was re-added.
-    """
-
-    now: float
-    lease_read: bool
-    lease: Lease | None = None
-    rejoined: bool = False
-    #: Live members of the kind (full heartbeats only): spreads the presence watch.
-    members: int | None = None
-
-
-@dataclass(frozen=True)
-class BackendFailed:
-    """A command could not be carried out: Redis unreachable, timed out, or (``refused``)
-    it answered with an error (out of memory, a read-only replica...)."""
-
-    now: float
-    command: Command
-    error: str = ""
-    refused: bool = False
-
-
-@dataclass(frozen=True)
-class ControlReceived:
-    """A decoded control notice from the kind's control channel."""
-
-    now: float
-    message: ControlMessage
-
-
-@dataclass(frozen=True)
-class ReelectRequested:
-    """The user called ``reelect()``."""
-
-    now: float
-
-
-@dataclass(frozen=True)
-class StopRequested:
-    """The user called ``stop()``."""
-
-    now: float
-
-
-@dataclass(frozen=True)
-class Reconnected:
-    """A pub/sub connection was re-established: notices may have been missed."""
-
-    now: float
-
-
-@dataclass(frozen=True)
-class PresenceProof:
-    """Fast failover: a pong on our presence connection, for a ping sent at ``sent_at``.
-
-    The connection was alive, and subscribed, when Redis answered: after ``sent_at``.
-    """
-
-    now: float
-    sent_at: float
-
-
-@dataclass(frozen=True)
-class PresenceLost:
-    """Fast failover: our presence connection broke (or Redis dropped its subscription)."""
-
-    now: float
-
-
-@dataclass(frozen=True)
-class PresenceRestored:
-    """Fast failover: our presence connection is back and subscribed (its first pong,
-    for a ping sent at ``sent_at`` after it subscribed again); ``epoch`` names it."""
-
-    now: float
-    sent_at: float
-    epoch: int = 0
-
-
-@dataclass(frozen=True)
-class WatchResult:
-    """Fast failover: how many listeners the presence channel of ``holder`` had (and the
-    kind's live members, when counted)."""
-
-    now: float
-    holder: str
-    term: int
-    listeners: int
-    members: int | None = None
-    #: When counted: this follower's place (0-based) among the kind's members other
-    #: than ``holder``, by id, or None if it is not among them.
-    rank: int | None = None
-    #: When known: the Redis server's clock minus the local one, in seconds.
-    server_offset: float | None = None
-
-
-@dataclass(frozen=True)
-class TakeoverResult:
-    """Fast failover: reply to :class:`TakeOver` (see ``lua/takeover.lua``).
-
-    ``status`` is ``vacant``, ``held`` (``lease``: by a present holder, or us),
-    ``suspect`` (``remaining`` seconds until it may be taken) or ``acquired``.
-    """
-
-    now: float
-    sent_at: float
-    status: str
-    lease: Lease | None = None
-    remaining: float = 0.0
-    present: bool = False
-
-
-Event = Union[
-    Start,
-    Tick,
+from ..models import State
+from ..timing import Timings
+from ..wire import ControlMessage, ControlType
+from .commands import (
+    Acquire,
+    Command,
+    Defeated,
+    Elected,
+    Heartbeat,
+    LeaderChanged,
+    Leave,
+    Renew,
+    Resign,
+    StateChanged,
+    TakeOver,
+    Watch,
+)
+from .events import (
     AcquireResult,
-    RenewResult,
-    HeartbeatResult,
     BackendFailed,
     ControlReceived,
-    ReelectRequested,
-    StopRequested,
-    Reconnected,
-    PresenceProof,
+    Event,
+    HeartbeatResult,
+    Lease,
     PresenceLost,
+    PresenceProof,
     PresenceRestored,
-    WatchResult,
+    Reconnected,
+    ReelectRequested,
+    RenewResult,
+    Start,
+    StopRequested,
     TakeoverResult,
-]
+    Tick,
+    WatchResult,
+)
+from .fast import WATCH_SPACING, FastFailover
 
-# -------------------------------------------------------------- commands
-
-
-@dataclass(frozen=True)
-class Acquire:
-    """Take the lease if it is free, proposing a term above ``known_term``."""
-
-    known_term: int
-
-
-@dataclass(frozen=True)
-class Renew:
-    """Extend our lease of ``term``, only if we still hold it.
-
-    ``clear_suspicion`` (fast failover): also drop a takeover suspicion; the
-    first renew after our presence connection came back carries it.
-    """
-
-    term: int
-    clear_suspicion: bool = False
-
-
-@dataclass(frozen=True)
-class Resign:
-    """Delete our lease of ``term`` (if still ours) and announce the vacancy."""
-
-    term: int
-
-
-@dataclass(frozen=True)
-class Leave:
-    """Resign (if ``term`` is given) and remove our membership: the last command."""
-
-    term: int | None
-
-
-@dataclass(frozen=True)
-class Heartbeat:
-    """Refresh our membership; ``full`` also prunes and re-measures the server clock.
-
-    ``announce`` (full only) publishes ``joined`` even if our membership was
-    present: after a routine refresh had to re-add us.
-    """
-
-    full: bool
-    read_lease: bool
-    announce: bool = False
-
-
-@dataclass(frozen=True)
-class Emit:
-    """Deliver a signal to receivers (never on the heartbeat thread)."""
-
-    signal: str
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Watch:
-    """Fast failover: count the listeners of the leader's presence channel (and, when
-    ``count_members``, the kind's live members, to spread the watch among them)."""
-
-    holder: str
-    term: int
-    count_members: bool = False
-
-
-@dataclass(frozen=True)
-class TakeOver:
-    """Fast failover: take the lease of ``holder`` if its presence has been gone for a
-    whole window (or record that it is gone now)."""
-
-    known_term: int
-    holder: str
-    term: int
-
-
-Command = Union[Acquire, Renew, Resign, Leave, Heartbeat, Watch, TakeOver, Emit]
-
+__all__ = ["COUNT_MEMBERS_EVERY", "HINT_WINDOW", "WATCH_SPACING", "Election"]
 
 #: How far above the known term an ``elected`` notice's term is believed.
 HINT_WINDOW = 1000
 #: Fast failover: one watch in this many also reads the kind's members (their number,
 #: and this follower's turn among them).
 COUNT_MEMBERS_EVERY = 16
-#: Fast failover: the followers of a kind watch together once per this many
-#: presence intervals, so that the watch (about 9 commands a second at the
-#: defaults) and the leader's pings (10) stay within 20 commands a second.
-WATCH_SPACING = 1.2
 
 
-class Election:
+class Election(FastFailover):
     """The state machine. Feed it events with :meth:`handle`; run what it returns.
 
     ``next_wakeup`` is the monotonic time at which it wants a :class:`Tick`.
@@ -445,6 +137,11 @@ class Election:
                 return None
         return leadership[0]
 
+    def stamp(self, now: float) -> tuple[int, bool]:
+        """(term, leads at ``now``) for an outgoing message, in one atomic read."""
+        term = self.leader_term(now)
+        return (self.term, False) if term is None else (term, True)
+
     def deadline_of(self, term: int) -> float | None:
         """The local deadline of our leadership in ``term``, or None if we do not lead in it."""
         leadership = self._leadership
@@ -453,21 +150,6 @@ class Election:
         if self.fast:
             return min(leadership[1], self._presence_until or float("-inf"))
         return leadership[1]
-
-    def presence_proof(self, sent_at: float) -> bool:
-        """Fast failover, from the presence listener's thread: a pong proved our presence
-        connection alive after ``sent_at``. Thread-safe (one float that only grows until
-        the connection is lost, read as is by :meth:`leader_term`), so a busy heartbeat
-        thread never delays a proof. The listener calls it only for a connection whose
-        proofs count (see ``validated_epoch``). Returns True when leadership is suspended:
-        post a :class:`PresenceProof` then, for the heartbeat thread to resume it."""
-        if not self.fast or not self._presence_ok:
-            return False
-        until = sent_at + self.timings.presence_window
-        current = self._presence_until
-        if current is None or until > current:
-            self._presence_until = until
-        return self._held is not None and self.state is not State.LEADER
 
     @property
     def lease_deadline(self) -> float | None:
@@ -479,45 +161,6 @@ class Election:
     def holds_lease(self) -> bool:
         """True while this instance holds the lease in Redis (leading, or suspended)."""
         return self._held is not None
-
-    @property
-    def watch_period(self) -> float:
-        """Fast failover: how often this follower counts the leader's presence listeners.
-
-        The followers share the watch: together they look once every
-        :data:`WATCH_SPACING` presence intervals, one command each time (one
-        watch in :data:`COUNT_MEMBERS_EVERY` also counts the members).
-        """
-        followers = max(1, self.kind_size - 1)
-        return self.timings.presence_interval * WATCH_SPACING * followers
-
-    def _watch_at(self, now: float, first: bool = False) -> float:
-        """When this follower should watch next.
-
-        The followers' watches are spread evenly over the shared period: follower
-        ``rank`` (by id, among the members other than the leader) watches when the
-        Redis server's clock is ``rank`` slots into the period, so a crash is seen
-        within one slot (``WATCH_SPACING`` presence intervals) of happening. Random
-        phases would leave gaps of several slots now and then. Until the rank and
-        the server clock are known, a random point of the period (``first``) or one
-        period on. ``first`` also allows a watch sooner than half a period away.
-        """
-        period = self.watch_period
-        rank, offset = self._watch_rank, self._server_offset
-        if rank is None or offset is None:
-            return now + (self._rng.uniform(0.0, period) if first else period)
-        followers = max(1, self.kind_size - 1)
-        phase = (rank % followers) * (period / followers)
-        earliest = now + offset + (0.0 if first else period / 2)
-        slots = math.ceil((earliest - phase) / period)
-        return phase + slots * period - offset
-
-    @property
-    def takeover_window(self) -> float:
-        """Fast failover: how long a leader's presence must stay gone, by Redis' clock,
-        before its lease is taken: ``presence_window`` and a margin for clock rates."""
-        window = self.timings.presence_window
-        return window * 1.01 + 0.005
 
     @property
     def proposal_floor(self) -> int:
@@ -823,8 +466,6 @@ class Election:
                     self._next_heartbeat = at
             return out
         if msg.type in (ControlType.RESIGNED, ControlType.LEFT):
-            if msg.type is ControlType.LEFT:
-                out.append(Emit("instance_left", {"instance_id": msg.id}))
             vacancy = msg.type is ControlType.RESIGNED or msg.id == self.leader_id
             held = self._held is not None
             if msg.id != self.my_id and vacancy and self.state is State.FOLLOWER and not held:
@@ -836,10 +477,8 @@ class Election:
                     out += self._set_leader(None)
                 self._schedule_acquire(self._hint_time(now) + self._jitter())
             return out
-        if msg.type is ControlType.JOINED and msg.id != self.my_id:
-            out.append(Emit("instance_joined", {"instance": msg.instance}))
-        elif msg.type is ControlType.META and msg.id != self.my_id:
-            out.append(Emit("meta_changed", {"instance": msg.instance}))
+        # Joined and meta notices only feed signals: the control listener hands them
+        # to the dispatcher (raftredis.membership) and never posts them here.
         return out
 
     def _on_reelect(self, now: float) -> list[Command]:
@@ -859,6 +498,23 @@ class Election:
         if self.state is not State.FOLLOWER or self._held is not None:
             out += self._demote(leader=None)
         self.stopped = True
+        return [*out, Leave(term)]
+
+    def abandon(self) -> list[Command]:
+        """Give up at once, for an owner that cannot go on (its loop keeps failing).
+
+        Not leading from the first line on, whatever happens after; stopped.
+        Returns the state signals and a Leave that also resigns a held lease
+        (best effort: if it fails, the lease runs out by itself).
+        """
+        self._leadership = None
+        term = self._held[0] if self._held is not None else None
+        self._held = None
+        old, self.state = self.state, State.FOLLOWER
+        self.stopped = True
+        out: list[Command] = []
+        if old is not State.FOLLOWER:
+            out = [StateChanged(old, State.FOLLOWER, self.term), Defeated(None, self.term)]
         return [*out, Leave(term)]
 
     # ------------------------------------------------------------ helpers
@@ -923,28 +579,6 @@ class Election:
             return out
         return [*self._emit_state(old, State.FOLLOWER), *out]
 
-    # ------------------------------------------------------ fast failover
-
-    @property
-    def _watching(self) -> bool:
-        """A follower of a known leader, holding no lease, watches the leader's presence."""
-        return self.fast and self.state is State.FOLLOWER and self._held is None
-
-    @property
-    def _give_up_at(self) -> float | None:
-        """When a suspended leadership is given up (see _on_tick)."""
-        since = self._suspended_since
-        if since is None or self._held is None:
-            return None
-        return since + self.timings.renew_deadline
-
-    def _presence_valid(self, now: float) -> bool:
-        """May we lead now, as far as our presence connection goes?"""
-        if not self.fast:
-            return True
-        until = self._presence_until
-        return self._presence_ok and until is not None and now < until
-
     def _publish_leadership(self) -> None:
         """Set what is_leader reads: the lease deadline, and the presence deadline."""
         held = self._held
@@ -953,94 +587,11 @@ class Election:
             return
         self._leadership = (held[0], held[1])
 
-    def _suspend(self, now: float) -> list[Command]:
-        """Stop leading (signals, leader work) but keep the lease and renew it."""
-        self._leadership = None
-        self.state = State.FOLLOWER
-        self._suspended_since = now
-        return self._emit_state(State.LEADER, State.FOLLOWER)
-
-    def _resume(self, now: float) -> list[Command]:
-        """Lead again on the lease we kept, once our presence is proven anew."""
-        held = self._held
-        if self.state is State.LEADER or held is None or now >= held[1]:
-            return []
-        if not self._presence_valid(now):
-            return []
-        self.state = State.LEADER
-        self._suspended_since = None
-        self._publish_leadership()
-        return [*self._emit_state(State.FOLLOWER, State.LEADER), *self._set_leader(self.my_id)]
-
-    def _on_presence_proof(self, ev: PresenceProof) -> list[Command]:
-        self.presence_proof(ev.sent_at)
-        return self._resume(ev.now)
-
-    def _on_presence_lost(self, ev: PresenceLost) -> list[Command]:
-        if not self.fast:
-            return []
-        self._presence_ok = False
-        self._presence_until = None
-        if self.state is State.LEADER:
-            return self._suspend(ev.now)
-        return []
-
-    def _on_presence_restored(self, ev: PresenceRestored) -> list[Command]:
-        if not self.fast:
-            return []
-        if self._held is None:
-            # Nothing to prove now; a lease taken later is proven by its acquire.
-            self.validated_epoch = ev.epoch
-            self._presence_ok = True
-            return []
-        # Lead again only after a renew sent now, while it is subscribed: that renew
-        # proves nobody took the lease meanwhile, and drops a takeover suspicion.
-        self._restoring_epoch = ev.epoch
-        self._validate_next = True
-        self._next_renew = ev.now
-        return []
-
-    def _on_watch_result(self, ev: WatchResult) -> list[Command]:
-        if ev.members is not None:
-            self.kind_size = max(1, ev.members)
-            self._watch_rank = ev.rank
-            self._server_offset = ev.server_offset
-            if self._next_watch is not None:
-                self._next_watch = self._watch_at(ev.now)
-        if not self._watching or ev.holder != self.leader_id or ev.listeners > 0:
-            return []
-        # The leader's presence connection is gone: a crash, or a connection lost
-        # while it lives. The takeover script tells which, by waiting the window out.
-        if self._next_takeover is None:
-            return [TakeOver(self.proposal_floor, ev.holder, ev.term)]
-        return []
-
-    def _on_takeover_result(self, ev: TakeoverResult) -> list[Command]:
-        t = self.timings
-        if self._held is not None or self.state is not State.FOLLOWER:
-            return []
-        lease = ev.lease
-        if ev.status == "vacant":
-            self.lease_expires = None
-            self._schedule_acquire(ev.now + self._jitter())
-            return self._set_leader(None)
-        if lease is None:
-            return []
-        self._see_term(lease.term)
-        if ev.status == "acquired":
-            deadline = ev.sent_at + lease.remaining - (t.lease_ttl - t.renew_deadline)
-            return self._take(ev.now, ev.sent_at, lease.term, deadline, ev.present)
-        if ev.status == "suspect":
-            self._next_takeover = ev.now + ev.remaining + 0.005
-            return []
-        self._next_takeover = None
-        return self._follow(ev.now, lease)
-
     def _set_leader(self, leader: str | None) -> list[Command]:
         if leader == self.leader_id:
             return []
         self.leader_id = leader
-        return [Emit("leader_changed", {"leader": leader, "term": self.term})]
+        return [LeaderChanged(leader, self.term)]
 
     def _set_state(self, new: State) -> list[Command]:
         old = self.state
@@ -1052,9 +603,9 @@ class Election:
         return self._emit_state(old, new)
 
     def _emit_state(self, old: State, new: State) -> list[Command]:
-        out: list[Command] = [Emit("state_changed", {"old": old, "new": new, "term": self.term})]
+        out: list[Command] = [StateChanged(old, new, self.term)]
         if new is State.LEADER:
-            out.append(Emit("elected", {"term": self.term}))
+            out.append(Elected(self.term))
         elif new is State.FOLLOWER:
-            out.append(Emit("defeated", {"leader": self.leader_id, "term": self.term}))
+            out.append(Defeated(self.leader_id, self.term))
         return out
