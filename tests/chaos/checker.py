@@ -48,6 +48,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from event_log import read_events
+
 HARNESS_LOG = "harness.jsonl"
 #: Slack for comparisons with fault times: the harness notes the time just
 #: before it acts, and a poll reads the clock about a millisecond apart.
@@ -212,30 +214,8 @@ def stats(values: Sequence[float]) -> dict[str, Any]:
 # ------------------------------------------------------------------ reading
 
 
-def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """The JSON objects of a JSON-lines file, and how many lines were not readable
-    (a process killed mid-write leaves at most a partial last line)."""
-    events: list[dict[str, Any]] = []
-    bad = 0
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                bad += 1
-                continue
-            if isinstance(obj, dict) and isinstance(obj.get("t"), (int, float)):
-                events.append(obj)
-            else:
-                bad += 1
-    return events, bad
-
-
 def load_process(path: Path) -> ProcessLog:
-    events, bad = read_jsonl(path)
+    events, bad = read_events(path)
     log = ProcessLog(process=path.stem, path=path, events=events, bad_lines=bad)
     for e in events:
         log.pid = log.pid or int(e.get("pid") or 0)
@@ -263,7 +243,7 @@ def check_logs(
     harness_events: list[dict[str, Any]] = []
     bad = 0
     if harness_log is not None:
-        harness_events, bad = read_jsonl(harness_log)
+        harness_events, bad = read_events(harness_log)
     procs = [load_process(Path(p)) for p in worker_logs]
     return Checker(procs, harness_events, scenario, renew_deadline, bad).report()
 

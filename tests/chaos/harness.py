@@ -24,7 +24,7 @@ No process is left behind: every one the harness started is reaped, and a
 final check with psutil fails the test if one survived.
 
 ``CHAOS_SCALE`` (``short``, the default, or ``full``) sets how many faults a
-scenario injects: see :func:`scaled`.
+scenario injects: see :func:`chaos_scale.scaled`.
 
 With ``client_names=True`` each worker's Redis URL carries
 ``?client_name=chaos-<name>``, so that every connection of its Candidate is
@@ -44,26 +44,25 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 import psutil
 import redis
+from chaos_scale import scale
 from checker import ChaosReport, check_run
+from event_log import EventLog, EventTail
 from proxy import TcpProxy
 
 from raftredis import Timings
 from raftredis.keys import KeySpace
 from raftredis.store import LeaseRecord, parse_lease
 from raftredis.testing import RedisServer, wait_until
-
-T = TypeVar("T")
 
 #: What :func:`connection_role` calls a Candidate's connections.
 PUBSUB, PUBLISHER, COMMANDS = "pubsub", "publisher", "commands"
@@ -74,23 +73,9 @@ _PUBLISHING = frozenset({"publish", "spublish", "exec", "multi"})
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 WORKER = HERE / "worker.py"
-SHORT, FULL = "short", "full"
 
 #: Every process a ChaosCluster started in this test session: checked for leftovers.
 _spawned: dict[int, str] = {}
-
-
-def scale() -> str:
-    """``CHAOS_SCALE``: ``short`` (default, for ``make test``) or ``full`` (``make chaos``)."""
-    value = os.environ.get("CHAOS_SCALE", SHORT).strip().lower() or SHORT
-    if value not in (SHORT, FULL):
-        raise ValueError(f"CHAOS_SCALE must be {SHORT!r} or {FULL!r}, got {value!r}")
-    return value
-
-
-def scaled(short: T, full: T) -> T:
-    """``short`` in the short version of the chaos suite, ``full`` in the full one."""
-    return full if scale() == FULL else short
 
 
 def report_dir() -> Path:
@@ -139,56 +124,20 @@ def leftover_processes() -> list[psutil.Process]:
     return out
 
 
-class JsonLines:
-    """An append-only JSON-lines writer, one ``write()`` per line."""
-
-    def __init__(self, path: Path) -> None:
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self._lock = threading.Lock()
-
-    def write(self, event: str, t: float | None = None, **fields: Any) -> float:
-        now = time.time() if t is None else t
-        line = json.dumps({"t": now, "event": event, **fields}, default=repr) + "\n"
-        with self._lock:
-            os.write(self._fd, line.encode())
-        return now
-
-    def close(self) -> None:
-        with self._lock:
-            os.close(self._fd)
-
-
 class LogTail:
     """Reads a worker's log as it grows; keeps the events and the leadership state."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.events: list[dict[str, Any]] = []
-        self._offset = 0
-        self._partial = b""
+        self._tail = EventTail(path)
         self.open_term: int | None = None  # the poller says: leading in this term now
         self.started = False
         self.start_failed = False
         self.exited = False
 
     def refresh(self) -> list[dict[str, Any]]:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self._offset)
-                data = f.read()
-        except FileNotFoundError:
-            return self.events
-        self._offset += len(data)
-        data = self._partial + data
-        lines = data.split(b"\n")
-        self._partial = lines.pop()
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue
+        for event in self._tail.read_new():
             self._see(event)
             self.events.append(event)
         return self.events
@@ -306,7 +255,7 @@ class ChaosCluster:
         self.report_path: Path | None = None
         self.extra: dict[str, Any] = {"known_bug": known_bug} if known_bug else {}
         self._admin: redis.Redis | None = None
-        self._log: JsonLines | None = None
+        self._log: EventLog | None = None
         self._counter = 0
         self._redis_paused = False
 
@@ -314,7 +263,7 @@ class ChaosCluster:
 
     def __enter__(self) -> ChaosCluster:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._log = JsonLines(self.run_dir / "harness.jsonl")
+        self._log = EventLog(self.run_dir / "harness.jsonl")
         try:
             redis_fields = self._start_redis()
             t = self.timings
@@ -367,7 +316,7 @@ class ChaosCluster:
         return self._admin
 
     @property
-    def log(self) -> JsonLines:
+    def log(self) -> EventLog:
         if self._log is None:
             raise RuntimeError("the cluster is not running")
         return self._log

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from checker import HARNESS_LOG, ChaosReport, check_logs, check_run
+from event_log import as_json_lines
 
 T0 = 1_800_000_000.0
 
@@ -76,10 +77,10 @@ class Run:
     def check(self, extra_text: dict[str, str] | None = None) -> ChaosReport:
         self.dir.mkdir(parents=True, exist_ok=True)
         for name, lines in self.logs.items():
-            text = "".join(json.dumps(e) + "\n" for e in lines)
+            text = as_json_lines(lines)
             text += (extra_text or {}).get(name, "")
             (self.dir / f"{name}.jsonl").write_text(text)
-        (self.dir / HARNESS_LOG).write_text("".join(json.dumps(e) + "\n" for e in self.harness))
+        (self.dir / HARNESS_LOG).write_text(as_json_lines(self.harness))
         return check_run(self.dir)
 
 
@@ -351,7 +352,7 @@ def test_check_logs_without_harness(tmp_path: Path) -> None:
             "id": "x",
         },
     ]
-    log.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    log.write_text(as_json_lines(lines))
     report = check_logs([log], renew_deadline=0.5)
     assert report.ok and report.elections == 1
     assert report.settings["renew_deadline"] == 0.5

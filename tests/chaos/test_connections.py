@@ -30,41 +30,31 @@ import json
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from harness import (
-    COMMANDS,
-    PUBLISHER,
-    PUBSUB,
-    ChaosCluster,
-    WorkerProc,
-    no_leftovers,
-    scaled,
-    wait_until,
-)
+from chaos_scale import scaled
+from harness import COMMANDS, PUBLISHER, PUBSUB, ChaosCluster, WorkerProc, wait_until
 from proxy import TcpProxy
-from test_scenarios import first, leader_term, wait_event, wait_past
+from scenario_steps import first, leader_term, wait_event, wait_past
+from support.kinds import unique_kind
 
 from raftredis import Candidate
 from raftredis.keys import KeySpace
 from raftredis.testing import RedisServer
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.integration,
+    pytest.mark.usefixtures("no_leftover_processes"),
+]
 
 LEASE_TTL = 1.0
 TIMEOUT = scaled(120, 900)
 #: What a CLIENT KILL round kills: one kind of connection, or all of them at once.
 KILL_TARGETS: tuple[str | None, ...] = (COMMANDS, PUBLISHER, PUBSUB, None)
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_processes() -> Iterator[None]:
-    with no_leftovers():
-        yield
 
 
 # ------------------------------------------------------------------ helpers
@@ -288,7 +278,7 @@ def test_listeners_resubscribe_after_a_silent_close_upstream(redis_server: Redis
     """After close_upstream of a follower's link (two Candidates in this process, the
     follower behind a proxy), its listeners should find out and subscribe again, as
     after any lost connection, within a few leases: messages reach it again."""
-    kind = f"close-upstream-{uuid.uuid4().hex[:8]}"
+    kind = unique_kind("close-upstream")
     inbox_of = KeySpace("raftredis", kind).inbox
     admin = redis_server.client()
     errors: list[BaseException] = []

@@ -19,7 +19,6 @@ import os
 import select
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -28,20 +27,9 @@ from typing import Any
 
 import pytest
 import redis
-from inproc import (  # noqa: F401
-    LEASE_TTL,
-    Candidates,
-    EscapedExceptions,
-    Recorder,
-    admin_client,
-    admin_fixture,
-    escaped_fixture,
-    group_fixture,
-    no_leaked_threads_fixture,
-    own_redis_fixture,
-    unique_kind,
-    wait_until,
-)
+from inproc import LEASE_TTL, Candidates, Recorder, wait_until
+from support.kinds import members, unique_kind
+from support.processes import LoggedProcess
 
 from raftredis import Candidate, ConfigurationError, NotRunningError
 from raftredis.testing import RedisServer
@@ -147,10 +135,6 @@ def children() -> Iterator[list[Child]]:
     yield made
     for child in made:
         child.close()
-
-
-def members(admin: redis.Redis, kind: str) -> set[str]:
-    return {m.decode() for m in admin.zrange(f"raftredis:{{{kind}}}:members", 0, -1)}
 
 
 def lease_holder(admin: redis.Redis, kind: str) -> str | None:
@@ -424,8 +408,7 @@ def test_gunicorn_preload_three_workers(
         "RAFTREDIS_TEST_KIND": kind,
         "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
     }
-    log = open(tmp_path / "gunicorn.log", "wb")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(
+    server = LoggedProcess(
         [
             sys.executable,
             "-m",
@@ -439,21 +422,18 @@ def test_gunicorn_preload_three_workers(
             str(HERE),
             "wsgi_app:app",
         ],
+        tmp_path / "gunicorn.log",
         env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
     )
 
     def output() -> str:
-        log.flush()
-        return (tmp_path / "gunicorn.log").read_text(errors="replace")[-3000:]
+        return server.output(last=3000)
 
     try:
         seen: dict[int, dict[str, Any]] = {}
 
         def all_three() -> bool:
-            assert server.poll() is None, f"gunicorn exited: {output()}"
+            assert server.running, f"gunicorn exited: {output()}"
             try:
                 reply = _get(sock)
             except (OSError, http.client.HTTPException):
@@ -473,14 +453,8 @@ def test_gunicorn_preload_three_workers(
         assert members(admin, kind) == ids
         assert lease_holder(admin, kind) == leaders[0]
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
-    assert server.returncode == 0, output()
+        returncode = server.stop(group=False, timeout=20)  # the master stops its workers
+    assert returncode == 0, output()
     wait_until(
         lambda: members(admin, kind) == set(),
         timeout=5.0,

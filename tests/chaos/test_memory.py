@@ -19,14 +19,18 @@ measurements in docs/reliability.md do.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import ChaosCluster, no_leftovers, scaled, wait_until
+from chaos_scale import scaled
+from harness import ChaosCluster, wait_until
 from memory import Flusher, MemoryPressure
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.integration,
+    pytest.mark.usefixtures("no_leftover_processes"),
+]
 
 LEASE_TTL = 1.0
 WORKERS = 4
@@ -41,12 +45,6 @@ POLICIES = [
     pytest.param("volatile-ttl", 60.0, id="volatile-ttl-app-ttl"),
     pytest.param("noeviction", None, id="noeviction"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_processes() -> Iterator[None]:
-    with no_leftovers():
-        yield
 
 
 def hold(seconds: float) -> None:

@@ -23,19 +23,11 @@ from typing import Any
 
 import pytest
 import redis
-from inproc import (  # noqa: F401
+from inproc import (
     LEASE_TTL,
     Candidates,
-    EscapedExceptions,
     Recorder,
-    admin_client,
-    admin_fixture,
-    escaped_fixture,
-    group_fixture,
-    no_leaked_threads_fixture,
     one_leader,
-    own_redis_fixture,
-    unique_kind,
     wait_until,
 )
 

@@ -16,50 +16,22 @@ import random
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ChaosCluster, WorkerProc, no_leftovers, scale, scaled, wait_until
+from chaos_scale import scale, scaled
+from harness import ChaosCluster, WorkerProc, wait_until
+from scenario_steps import first, leader_term, wait_event, wait_past
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.integration,
+    pytest.mark.usefixtures("no_leftover_processes"),
+]
 
 LEASE_TTL = 1.0
 TIMEOUT = scaled(150, 900)
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_processes() -> Iterator[None]:
-    with no_leftovers():
-        yield
-
-
-def first(events: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
-    """The first event whose fields equal ``match``."""
-    return next((e for e in events if all(e.get(k) == v for k, v in match.items())), None)
-
-
-def wait_past(t: float) -> None:
-    """Wait until time.time() has passed ``t`` (to hold a fault for a chosen time)."""
-    wait_until(lambda: time.time() >= t, timeout=max(0.0, t - time.time()) + 1.0)
-
-
-def wait_event(
-    c: ChaosCluster, worker: WorkerProc, event: str, timeout: float = 5.0, **match: Any
-) -> dict[str, Any]:
-    """Wait for the first ``event`` line of ``worker`` whose fields equal ``match``."""
-    return wait_until(
-        lambda: first(worker.events(event), **match),
-        timeout,
-        lambda: f"no {event} {match}: {c.describe(worker)}",
-    )
-
-
-def leader_term(worker: WorkerProc) -> int:
-    term = worker.leading()
-    assert term is not None, f"{worker} does not lead"
-    return term
 
 
 # ----------------------------------------------------------------- scenario 1

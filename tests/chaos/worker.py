@@ -5,9 +5,10 @@ Run as::
     python tests/chaos/worker.py --redis URL --kind K --lease-ttl T --log PATH \
         [--id ID] [--name NAME] [--poll-interval S]
 
-Everything the Candidate does is appended to ``--log`` as JSON lines, one
-object per line, each written with a single ``write()`` on an ``O_APPEND``
-file (so it is on disk at once and lines of different threads never mix).
+Everything the Candidate does is appended to ``--log`` as JSON lines by an
+:class:`event_log.EventLog`: one object per line, each written with a single
+``write()`` on an ``O_APPEND`` file (so it is on disk at once and lines of
+different threads never mix).
 Every line has ``t`` (``time.time()``), ``event``, ``pid``, ``name`` and
 ``id`` (the Candidate's id). The events:
 
@@ -74,6 +75,8 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+from event_log import EventLog
+
 from raftredis import Candidate, Leadership
 
 ROLES = ("heartbeat", "control", "messages", "dispatch")
@@ -94,31 +97,10 @@ EXIT_OK = 0
 EXIT_START_FAILED = 3
 
 
-class JsonLog:
-    """Append-only JSON-lines log; one ``write()`` per line, safe from any thread."""
-
-    def __init__(self, path: str, base: dict[str, Any]) -> None:
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self._base = base
-        self._lock = threading.Lock()
-
-    def write(self, event: str, t: float | None = None, **fields: Any) -> None:
-        record: dict[str, Any] = {"t": time.time() if t is None else t, "event": event}
-        record.update(self._base)
-        record.update(fields)
-        data = (json.dumps(record, default=repr, separators=(",", ":")) + "\n").encode()
-        with self._lock:
-            os.write(self._fd, data)
-
-    def close(self) -> None:
-        with self._lock:
-            os.close(self._fd)
-
-
 class LibraryLogHandler(logging.Handler):
     """Copies raftredis' log records into the JSON log."""
 
-    def __init__(self, log: JsonLog) -> None:
+    def __init__(self, log: EventLog) -> None:
         super().__init__(logging.INFO)
         self._log = log
 
@@ -134,7 +116,7 @@ class LibraryLogHandler(logging.Handler):
 class LeadershipPoller(threading.Thread):
     """Reads ``candidate.leader_term`` every ``interval`` s; logs each change."""
 
-    def __init__(self, candidate: Candidate, log: JsonLog, interval: float) -> None:
+    def __init__(self, candidate: Candidate, log: EventLog, interval: float) -> None:
         super().__init__(name="chaos-poller", daemon=True)
         self._candidate = candidate
         self._log = log
@@ -202,9 +184,7 @@ class Worker:
         self.candidate = Candidate(
             redis=args.redis, kind=args.kind, lease_ttl=args.lease_ttl, id=args.id
         )
-        self.log = JsonLog(
-            args.log, {"pid": os.getpid(), "name": args.name, "id": self.candidate.id}
-        )
+        self.log = EventLog(args.log, pid=os.getpid(), name=args.name, id=self.candidate.id)
         self.poller = LeadershipPoller(self.candidate, self.log, args.poll_interval)
         self.shutdown = threading.Event()
         self.signalled: str | None = None
@@ -283,7 +263,7 @@ class Worker:
         c.while_leader(self._leader_work)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        # Runs on the main thread between two bytecodes, maybe inside JsonLog.write
+        # Runs on the main thread between two bytecodes, maybe inside EventLog.write
         # (which holds its lock): only note it here; the main loop logs it.
         self.signalled = signal.Signals(signum).name
         self.shutdown.set()

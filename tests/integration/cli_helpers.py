@@ -1,4 +1,5 @@
-"""Helpers for tests/integration/test_cli.py: the ``raftredis`` tool as real processes.
+"""Helpers for tests/integration/test_cli.py: the ``raftredis`` tool as real processes
+(its ``tools`` fixture is in conftest.py).
 
 * :func:`cli` runs the tool in this process (fast: no interpreter start) and
   returns its exit code with what it printed.
@@ -20,13 +21,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from support.processes import ProcessTree
 
 from raftredis.cli import main
 from raftredis.testing import wait_until
@@ -111,7 +113,8 @@ class Tool:
         )
         self.stdout: list[str] = []
         self.stderr: list[str] = []
-        self.descendants: dict[int, psutil.Process] = {}
+        #: Every process seen under this one (:meth:`track`), by pid.
+        self.tree = ProcessTree(self.process.pid)
         self._threads = [
             threading.Thread(target=self._pump, args=(self.process.stdout, self.stdout)),
             threading.Thread(target=self._pump, args=(self.process.stderr, self.stderr)),
@@ -129,11 +132,14 @@ class Tool:
     def pid(self) -> int:
         return self.process.pid
 
+    @property
+    def descendants(self) -> dict[int, psutil.Process]:
+        """Every process seen under this one so far, by pid."""
+        return self.tree.seen
+
     def track(self) -> None:
         """Remember every process started under this one so far (for the final cleanup)."""
-        with contextlib.suppress(psutil.NoSuchProcess):
-            for child in psutil.Process(self.pid).children(recursive=True):
-                self.descendants.setdefault(child.pid, child)
+        self.tree.track()
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
         """The JSON event lines of ``raftredis run --json`` (stderr), optionally of one kind."""
@@ -164,13 +170,7 @@ class Tool:
 
     def kill(self) -> None:
         """SIGKILL this process, its group, and every process it was seen to start."""
-        self.track()
-        for pgid in {self.pid, *self.descendants}:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGKILL)
-        for proc in self.descendants.values():
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.kill()
+        self.tree.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(5.0)
 
@@ -194,16 +194,6 @@ class Tools:
                 os.killpg(pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-
-
-@pytest.fixture(name="tools")
-def tools_fixture() -> Iterator[Tools]:
-    """Start tool processes with ``tools.start(...)``; all are killed after the test."""
-    tools = Tools()
-    try:
-        yield tools
-    finally:
-        tools.kill_all()
 
 
 def elapsed_until(predicate: Callable[[], Any], timeout: float, message: str = "") -> float:

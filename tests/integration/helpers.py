@@ -1,64 +1,33 @@
-"""Shared helpers for the tests/integration/test_api_*.py modules.
+"""Helpers for the integration tests (their fixtures are in conftest.py).
 
 * :func:`wait_until` polls a condition with a deadline (never sleep and hope).
 * :class:`Cluster` creates Candidates of one kind and stops them all at the end.
 * :class:`Recorder` records signals (with the thread they arrived on).
-* fixtures: ``cluster`` (Candidates on the session's Redis, lease_ttl=1.0),
-  ``no_leaked_threads`` (autouse where imported: no "raftredis-" thread may
-  outlive a test), ``raw`` (a RawChannels publisher for the kind's channels).
-
-Import the fixtures into a test module with
-``from helpers import cluster_fixture, no_leaked_threads, ...`` (they are
-registered under the names ``cluster`` and ``raw``; importing them under other
-names keeps linters from seeing the test arguments as redefinitions).
+* :class:`RawChannels` publishes raw bytes on a kind's channels.
+* :func:`get_json` asks a web server of an example app (Flask, Django) for JSON.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
-import pytest
 import redis
+from support.kinds import unique_kind
 
-from raftredis import Candidate, State, testing
+from raftredis import Candidate
 from raftredis.testing import (
     CandidateGroup,
     free_port,  # noqa: F401 (re-exported)
-    raftredis_threads,
+    raftredis_threads,  # noqa: F401 (re-exported)
     wait_until,
 )
-from raftredis.testing import ReceivedSignal as Received  # noqa: F401 (re-exported)
 from raftredis.testing import SignalRecorder as Recorder  # noqa: F401 (re-exported)
 
-T = TypeVar("T")
-
 LEASE_TTL = 1.0
-
-
-# ------------------------------------------------------------------ polling
-
-
-def timed_wait(predicate: Callable[[], Any], timeout: float = 5.0, message: str = "") -> float:
-    """Like :func:`wait_until`, but return how long the wait took (seconds)."""
-    started = time.monotonic()
-    wait_until(predicate, timeout=timeout, message=message)
-    return time.monotonic() - started
-
-
-def assert_no_raftredis_threads(timeout: float = 3.0) -> None:
-    wait_until(
-        lambda: not raftredis_threads(),
-        timeout=timeout,
-        message=lambda: f"threads still alive: {[t.name for t in raftredis_threads()]}",
-    )
-
-
-def unique_kind(prefix: str = "svc") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 # --------------------------------------------------------------- candidates
@@ -129,28 +98,18 @@ class RawChannels:
         return json.dumps(obj).encode()
 
 
-# ----------------------------------------------------------------- fixtures
+# --------------------------------------------------------------------- http
 
 
-@pytest.fixture(autouse=True)
-def no_leaked_threads() -> Iterator[None]:
-    """Fail a test that leaves any "raftredis-" thread running (after a short grace period)."""
-    with testing.no_leaked_threads(timeout=3.0):
-        yield
-
-
-@pytest.fixture(name="cluster")
-def cluster_fixture(redis_url: str) -> Iterator[Cluster]:
-    """Candidates of a fresh kind on the session's (flushed) Redis, lease_ttl=1.0."""
-    with Cluster(redis_url) as c:
-        yield c
-
-
-@pytest.fixture(name="raw")
-def raw_fixture(redis_client: redis.Redis, cluster: Cluster) -> RawChannels:
-    """Raw publishing on the channels of the ``cluster`` fixture's kind."""
-    return RawChannels(redis_client, cluster.kind)
-
-
-def states(candidates: list[Candidate]) -> list[State]:
-    return [c.state for c in candidates]
+def get_json(port: int, path: str) -> dict[str, Any]:
+    """GET ``path`` from 127.0.0.1:``port`` on a new connection (so that a server's
+    workers take turns); asserts a 200 and returns the JSON object of the reply."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5.0)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        response = conn.getresponse()
+        body = response.read()
+        assert response.status == 200, body[:500]
+        return dict(json.loads(body))
+    finally:
+        conn.close()

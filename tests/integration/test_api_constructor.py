@@ -6,12 +6,8 @@ import math
 
 import pytest
 import redis
-from helpers import (  # noqa: F401
-    Cluster,
-    cluster_fixture,
-    no_leaked_threads,
-    unique_kind,
-)
+from helpers import Cluster
+from support.kinds import unique_kind
 
 import raftredis
 from raftredis import Candidate, ConfigurationError

@@ -7,13 +7,7 @@ from typing import Any
 
 import pytest
 import redis
-from helpers import (  # noqa: F401
-    Cluster,
-    Recorder,
-    cluster_fixture,
-    no_leaked_threads,
-    wait_until,
-)
+from helpers import Cluster, Recorder, wait_until
 
 from raftredis import Instance, MessageError, NotRunningError, State
 

@@ -6,13 +6,7 @@ import threading
 import time
 
 import pytest
-from helpers import (  # noqa: F401
-    Cluster,
-    Recorder,
-    cluster_fixture,
-    no_leaked_threads,
-    wait_until,
-)
+from helpers import Cluster, Recorder, wait_until
 
 from raftredis import Candidate, LeaderTimeoutError, NotRunningError, State
 from raftredis.testing import agreed_leader

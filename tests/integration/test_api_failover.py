@@ -4,45 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import signal
 import subprocess
-import sys
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import (  # noqa: F401
-    Cluster,
-    Recorder,
-    cluster_fixture,
-    no_leaked_threads,
-    unique_kind,
-    wait_until,
-)
+from helpers import Cluster, Recorder, wait_until
+from support.processes import leader_subprocess
 
 from raftredis import BackendError, LeaderTimeoutError, NotRunningError, State
 from raftredis.testing import RedisServer
 
 # ------------------------------------------------------------ crash failover
-
-LEADER_SCRIPT = textwrap.dedent(
-    """
-    import sys
-    from raftredis import Candidate
-    fast = sys.argv[3] == "fast" if len(sys.argv) > 3 else False
-    c = Candidate(
-        redis=sys.argv[1], kind=sys.argv[2], lease_ttl=1.0, meta={"pid": "child"},
-        fast_failover=fast,
-    )
-    c.start()
-    print(c.id, int(c.is_leader), c.current_term, flush=True)
-    sys.stdin.read()  # until killed
-    """
-)
 
 
 @pytest.fixture
@@ -51,30 +27,11 @@ def leader_process(
 ) -> Iterator[tuple[subprocess.Popen[str], str, int]]:
     """A leader Candidate (lease_ttl=1.0) in a separate process: (process, id, term).
     Without fast failover, unless the test is parametrized with ``fast``."""
-    fast = "fast" if getattr(request, "param", False) else "lease"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", LEADER_SCRIPT, cluster.redis, cluster.kind, fast],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        ready, _, _ = select.select([proc.stdout], [], [], 20.0)
-        assert ready, "the leader process did not report its id"
-        assert proc.stdout is not None
-        line = proc.stdout.readline().split()
-        assert len(line) == 3, f"unexpected output {line!r}; stderr: {proc.stderr!r}"
-        leader_id, is_leader, term = line[0], line[1] == "1", int(line[2])
-        assert is_leader
-        yield proc, leader_id, term
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+    fast = bool(getattr(request, "param", False))
+    with leader_subprocess(
+        cluster.redis, cluster.kind, lease_ttl=1.0, meta={"pid": "child"}, fast_failover=fast
+    ) as leading:
+        yield leading
 
 
 def test_killed_leader_is_replaced_when_its_lease_expires(
@@ -145,17 +102,6 @@ def test_a_killed_leader_is_taken_over_before_its_lease_runs_out(
 
 
 # ------------------------------------------------------ Redis down and back
-
-
-@pytest.fixture
-def own_server() -> Iterator[RedisServer]:
-    """A private redis-server, for tests that kill or pause it."""
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_redis_killed_then_restarted_empty(own_server: RedisServer) -> None:

@@ -7,15 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
-from helpers import (  # noqa: F401
-    Cluster,
-    RawChannels,
-    Recorder,
-    cluster_fixture,
-    no_leaked_threads,
-    raw_fixture,
-    wait_until,
-)
+from helpers import Cluster, RawChannels, Recorder, wait_until
 
 from raftredis import Candidate, ProtocolError, State
 

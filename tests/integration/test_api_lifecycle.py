@@ -7,18 +7,11 @@ import time
 from typing import Any
 
 import pytest
-from helpers import (  # noqa: F401
-    Cluster,
-    Recorder,
-    cluster_fixture,
-    free_port,
-    no_leaked_threads,
-    raftredis_threads,
-    unique_kind,
-    wait_until,
-)
+from helpers import Cluster, free_port, raftredis_threads, wait_until
+from support.kinds import unique_kind
 
 from raftredis import BackendError, Candidate, ConfigurationError, NotRunningError, State
+from raftredis.session import Session
 from raftredis.testing import RedisServer
 
 
@@ -433,7 +426,9 @@ def test_an_acl_denial_fails_start_at_once_and_says_why(redis_url: str, redis_cl
     assert not raftredis_threads()
 
 
-def test_the_api_works_from_an_elected_receiver_while_start_waits(cluster: Cluster) -> None:
+def test_the_api_works_from_an_elected_receiver_while_start_waits(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The quick start's pattern, held inside start(): start() does not return until
     the elected receiver has run, so every call it makes happens while starting."""
     follower = cluster.start()
@@ -456,11 +451,12 @@ def test_the_api_works_from_an_elected_receiver_while_start_waits(cluster: Clust
             seen["error"] = exc
         finally:
             done.set()
-            sender._notify()  # let start() look again
+            with sender._changed:  # let start() look again
+                sender._changed.notify_all()
 
     candidate.on("elected", on_elected)
-    original = candidate._role_known
-    candidate._role_known = lambda: done.is_set() and original()  # type: ignore[method-assign]
+    original = Session.role_known
+    monkeypatch.setattr(Session, "role_known", lambda self: done.is_set() and original(self))
     wait_until(lambda: not follower.is_leader and follower.leader_id is None, timeout=5)
     candidate.start()
     assert done.is_set()

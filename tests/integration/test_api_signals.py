@@ -8,13 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from helpers import (  # noqa: F401
-    Cluster,
-    Recorder,
-    cluster_fixture,
-    no_leaked_threads,
-    wait_until,
-)
+from helpers import Cluster, Recorder, wait_until
 
 from raftredis import Candidate, Instance, Message, ReceiverError, State, signals
 
@@ -458,7 +452,7 @@ def test_unheard_joined_and_meta_notices_are_recognised_by_their_head(
 ) -> None:
     """The control listener drops joined/meta notices nobody listens to by their head,
     before decoding them: the heads it matches must be what the scripts publish."""
-    from raftredis.candidate import _SIGNAL_ONLY_NOTICES
+    from raftredis.control import _SIGNAL_ONLY
 
     pubsub = redis_client.pubsub()
     pubsub.subscribe(f"raftredis:{{{cluster.kind}}}:membership")
@@ -477,7 +471,7 @@ def test_unheard_joined_and_meta_notices_are_recognised_by_their_head(
         wait_until(got_both, timeout=3.0)
     finally:
         pubsub.close()
-    joined_head, meta_head = (head for head, _ in _SIGNAL_ONLY_NOTICES)
+    joined_head, meta_head = (head for head, _ in _SIGNAL_ONLY)
     assert notices[0].startswith(joined_head), notices[0]
     assert notices[1].startswith(meta_head), notices[1]
 

@@ -19,18 +19,8 @@ from typing import Any
 
 import pytest
 import redis
-from cli_helpers import (
-    CHILD_SOURCE,
-    TOOL,
-    Tool,
-    Tools,
-    cli,
-    elapsed_until,
-    gone,
-    read_child_log,
-    tools_fixture,  # noqa: F401 (the "tools" fixture)
-)
-from helpers import Cluster, cluster_fixture, free_port, no_leaked_threads  # noqa: F401
+from cli_helpers import CHILD_SOURCE, TOOL, Tool, Tools, cli, elapsed_until, gone, read_child_log
+from helpers import Cluster, free_port
 
 from raftredis.testing import RedisServer, SignalRecorder, wait_until
 

@@ -18,14 +18,7 @@ from typing import Any
 
 import pytest
 import redis
-from helpers import (  # noqa: F401
-    Cluster,
-    Recorder,
-    cluster_fixture,
-    free_port,
-    no_leaked_threads,
-    wait_until,
-)
+from helpers import Cluster, Recorder, free_port, wait_until
 
 from raftredis import (
     BackendError,

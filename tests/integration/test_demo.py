@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import psutil
 import pytest
+from support.processes import LoggedProcess, ProcessTree
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,23 +27,21 @@ class DemoRun:
     """A running demo whose output goes to a file and whose child processes are tracked."""
 
     def __init__(self, tmp_path: Path, *args: str) -> None:
-        self.output_path = tmp_path / "demo.out"
-        self._output = open(self.output_path, "w")  # noqa: SIM115 (closed in wait())
-        self.process = subprocess.Popen(
-            [*DEMO, *args], stdout=self._output, stderr=subprocess.STDOUT, text=True
-        )
-        self.children: dict[int, psutil.Process] = {}
+        self._run = LoggedProcess([*DEMO, *args], tmp_path / "demo.out")
+        self.process = self._run.process
+        self._tree = ProcessTree(self.process.pid)
+
+    @property
+    def children(self) -> dict[int, psutil.Process]:
+        """Every process seen under the demo (workers, redis-server), by pid."""
+        return self._tree.seen
 
     def watch(self) -> None:
         """Remember every process the demo has started so far (workers, redis-server)."""
-        try:
-            for child in psutil.Process(self.process.pid).children(recursive=True):
-                self.children.setdefault(child.pid, child)
-        except psutil.NoSuchProcess:
-            pass
+        self._tree.track()
 
     def output(self) -> str:
-        return self.output_path.read_text()
+        return self._run.output()
 
     def wait_for(self, text: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -64,7 +62,6 @@ class DemoRun:
                 time.sleep(0.1)
         finally:
             self.process.wait()
-            self._output.close()
         return self.process.returncode
 
     def summary(self) -> dict[str, Any]:
@@ -75,14 +72,7 @@ class DemoRun:
 
     def survivors(self) -> list[str]:
         """The processes started by the demo that are still running (should be none)."""
-        alive = []
-        for pid, child in self.children.items():
-            try:
-                if child.is_running() and child.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(f"{pid}: {' '.join(child.cmdline())}")
-            except psutil.NoSuchProcess:
-                continue
-        return alive
+        return self._tree.survivors()
 
 
 def _check_no_leftovers(run: DemoRun, summary: dict[str, Any]) -> None:

@@ -16,7 +16,6 @@ import http.client
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import textwrap
@@ -26,13 +25,9 @@ from typing import Any
 
 import pytest
 import redis
-from helpers import (  # noqa: F401
-    free_port,
-    no_leaked_threads,
-    raftredis_threads,
-    unique_kind,
-    wait_until,
-)
+from helpers import free_port, get_json, raftredis_threads, wait_until
+from support.kinds import members, unique_kind
+from support.processes import LoggedProcess
 from test_settings import (
     DJANGO_OWN,
     KEYWORDS,
@@ -54,10 +49,6 @@ from raftredis.contrib.django import checks as raft_checks  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "examples" / "django_site"
 LEASE = 0.5
-
-
-def members(client: redis.Redis, kind: str) -> set[str]:
-    return {m.decode() for m in client.zrange(f"raftredis:{{{kind}}}:members", 0, -1)}
 
 
 # ------------------------------------------------------------- in this process
@@ -337,7 +328,7 @@ def test_new_settings_reach_the_running_candidate(configure: Callable[..., str])
     t = candidate.timings
     assert (t.lease_ttl, t.socket_timeout, t.vacancy_jitter) == (LEASE, 0.05, 0.01)
     assert (t.reelect_backoff, t.clock_sync_interval) == (0.02, 12.0)
-    assert (candidate._min_replicas, candidate._replay_window) == (0, 45.0)
+    assert (candidate.config.min_replicas, candidate.config.replay_window) == (0, 45.0)
 
 
 # ------------------------------------------------------------ the example site
@@ -491,17 +482,6 @@ def test_raftredis_status_fails_clearly_without_redis(site_path: Path) -> None:
     assert "could not read the status from Redis" in done.stderr
 
 
-def _get_json(port: int, path: str) -> dict[str, Any]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5.0)
-    try:
-        conn.request("GET", path, headers={"Connection": "close"})
-        response = conn.getresponse()
-        assert response.status == 200, response.read()[:500]
-        return dict(json.loads(response.read()))
-    finally:
-        conn.close()
-
-
 def test_runserver_with_autoreloader_joins_once(
     site_path: Path, redis_url: str, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
@@ -510,38 +490,26 @@ def test_runserver_with_autoreloader_joins_once(
     kind = unique_kind("runserver")
     port = free_port()
     env = site_env(site_path, redis_url, kind, PROBE="1", PYTHONUNBUFFERED="1")
-    log_path = tmp_path / "runserver.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, str(SITE / "manage.py"), "runserver", f"127.0.0.1:{port}"],
-            cwd=SITE,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    with LoggedProcess(
+        [sys.executable, str(SITE / "manage.py"), "runserver", f"127.0.0.1:{port}"],
+        tmp_path / "runserver.log",
+        cwd=SITE,
+        env=env,
+    ) as server:
 
         def answer() -> dict[str, Any] | None:
-            assert server.poll() is None, log_path.read_text()
+            assert server.running, server.output()
             try:
-                return _get_json(port, "/leader")
+                return get_json(port, "/leader")
             except (OSError, http.client.HTTPException):
                 return None
 
-        reply = wait_until(answer, timeout=30.0, interval=0.05, message=log_path.read_text)
+        reply = wait_until(answer, timeout=30.0, interval=0.05, message=server.output)
         assert reply["is_leader"] is True and reply["pid"] != server.pid
         assert members(redis_client, kind) == {reply["id"]}
-        probes = [line for line in log_path.read_text().splitlines() if "PROBE" in line]
+        probes = [line for line in server.output().splitlines() if "PROBE" in line]
         assert f"PROBE pid={server.pid} running=False leader=False" in probes, probes
         assert f"PROBE pid={reply['pid']} running=True leader=True" in probes, probes
-        cluster = _get_json(port, "/cluster")
+        cluster = get_json(port, "/cluster")
         assert cluster["leader"] == reply["id"]
         assert [m["meta"]["pid"] for m in cluster["members"]] == [reply["pid"]]
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()

@@ -177,8 +177,8 @@ for block in blocks:
         status = 1
         break
 
-candidate_module = sys.modules.get("raftredis.candidate")
-running = list(candidate_module._running_candidates) if candidate_module else []
+registry = sys.modules.get("raftredis.registry")
+running = registry.running() if registry else []
 for candidate in running:
     candidate.stop(timeout=5)
 if running and status == 0:

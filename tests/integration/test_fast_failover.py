@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 import redis
-from helpers import Cluster, cluster_fixture, no_leaked_threads, unique_kind, wait_until  # noqa: F401
+from helpers import Cluster, wait_until
+from support.kinds import unique_kind
+from support.processes import leader_subprocess
 
 from raftredis import Candidate, ConfigurationError, RefusedError
 from raftredis.keys import KeySpace
@@ -62,8 +62,8 @@ def test_the_followers_take_turns_in_the_order_of_their_ids(
     followers = [cluster.start() for _ in range(3)]
     expected = {c.id: rank for rank, c in enumerate(sorted(followers, key=lambda c: c.id))}
     for c in followers:
-        store = c._store
-        assert store is not None
+        assert c._session is not None
+        store = c._session.store
         listeners, members, rank = store.presence_listeners(leader.id, count_members=True)
         assert (listeners, members, rank) == (1, 4, expected[c.id])
         assert store.presence_listeners(leader.id) == (1, None, None)
@@ -118,39 +118,13 @@ def test_killing_every_subscribed_connection_suspends_the_leader_only(
         assert follower.is_leader and follower.current_term > term
 
 
-PAUSABLE = textwrap.dedent(
-    """
-    import sys
-    from raftredis import Candidate
-    c = Candidate(redis=sys.argv[1], kind=sys.argv[2], lease_ttl=3.0)
-    c.start()
-    print(c.id, int(c.is_leader), c.current_term, flush=True)
-    sys.stdin.read()
-    """
-)
-
-
 @pytest.fixture
 def paused_leader(redis_url: str) -> Iterator[tuple[subprocess.Popen[str], str, str, int]]:
+    """A leader Candidate (lease_ttl=3.0) of a fresh kind in a separate process, to be
+    paused: (process, kind, id, term)."""
     kind = unique_kind("pause")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", PAUSABLE, redis_url, kind],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        leader_id, is_leader, term = proc.stdout.readline().split()
-        assert is_leader == "1"
-        yield proc, kind, leader_id, int(term)
-    finally:
-        proc.kill()
-        proc.wait(10)
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+    with leader_subprocess(redis_url, kind, lease_ttl=3.0) as (proc, leader_id, term):
+        yield proc, kind, leader_id, term
 
 
 def test_a_pause_shorter_than_renew_deadline_keeps_leader_and_term(

@@ -6,7 +6,6 @@ Each test runs its own redis-server (the shared one must stay healthy).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,12 +13,6 @@ from helpers import wait_until
 
 from raftredis import Candidate
 from raftredis.testing import RedisServer
-
-
-@pytest.fixture
-def server() -> Iterator[RedisServer]:
-    with RedisServer() as srv:
-        yield srv
 
 
 def start_cluster(url: str, n: int, lease_ttl: float = 1.0, **kwargs: Any) -> list[Candidate]:
@@ -32,21 +25,21 @@ def leaders(cluster: list[Candidate]) -> list[Candidate]:
     return [c for c in cluster if c.is_leader]
 
 
-def test_paused_redis_demotes_leader_before_lease_can_expire(server: RedisServer) -> None:
+def test_paused_redis_demotes_leader_before_lease_can_expire(own_server: RedisServer) -> None:
     """SIGSTOP of Redis: the leader stops calling itself leader by renew_deadline (plus a
     renew interval of scheduling slack), well before lease_ttl; one leader after resume."""
-    cluster = start_cluster(server.url, 3)
+    cluster = start_cluster(own_server.url, 3)
     try:
         (leader,) = wait_until(lambda: leaders(cluster) if len(leaders(cluster)) == 1 else None)
         old_term = leader.current_term
         t = leader.timings
-        server.pause()
+        own_server.pause()
         paused_at = time.monotonic()
         wait_until(lambda: not leader.is_leader, timeout=t.lease_ttl)
         demoted_after = time.monotonic() - paused_at
         assert demoted_after < t.renew_deadline + t.renew_interval
         assert leaders(cluster) == []
-        server.resume()
+        own_server.resume()
         (new_leader,) = wait_until(
             lambda: leaders(cluster) if len(leaders(cluster)) == 1 else None, timeout=10
         )
@@ -54,19 +47,19 @@ def test_paused_redis_demotes_leader_before_lease_can_expire(server: RedisServer
         # Everyone agrees on who leads once the dust settles.
         wait_until(lambda: all(c.leader_id == new_leader.id for c in cluster), timeout=5)
     finally:
-        server.resume()
+        own_server.resume()
         for c in cluster:
             c.stop()
 
 
-def test_killed_pubsub_connections_reconnect_and_resync(server: RedisServer) -> None:
+def test_killed_pubsub_connections_reconnect_and_resync(own_server: RedisServer) -> None:
     """CLIENT KILL TYPE pubsub: listeners reconnect, re-subscribe, and messages flow again."""
-    cluster = start_cluster(server.url, 3)
+    cluster = start_cluster(own_server.url, 3)
     got: list[object] = []
     try:
         for c in cluster:
             c.on("message", lambda sender, message, **_: got.append(message.payload))
-        admin = server.client()
+        admin = own_server.client()
         killed = admin.client_kill_filter(_type="pubsub")
         assert killed >= 6  # two pub/sub connections per Candidate
 
@@ -108,11 +101,11 @@ def _commands_per_second(admin: Any, cluster: list[Candidate], seconds: float) -
     return (calls() - before) / (time.monotonic() - t0)
 
 
-def test_redis_command_budget_with_default_timings(server: RedisServer) -> None:
+def test_redis_command_budget_with_default_timings(own_server: RedisServer) -> None:
     """Three instances with default timings and fast failover off stay within 2.5 Redis
     commands per instance per second, as INFO commandstats counts them."""
-    admin = server.client()
-    cluster = start_cluster(server.url, 3, lease_ttl=3.0, fast_failover=False)
+    admin = own_server.client()
+    cluster = start_cluster(own_server.url, 3, lease_ttl=3.0, fast_failover=False)
     try:
         # Two leader prune cycles (member_expiry = 6 s).
         per_instance = _commands_per_second(admin, cluster, 12.0) / len(cluster)
@@ -126,16 +119,16 @@ def test_redis_command_budget_with_default_timings(server: RedisServer) -> None:
 
 @pytest.mark.parametrize("instances", [3, 10])
 def test_fast_failover_costs_at_most_20_commands_per_second_per_kind(
-    server: RedisServer, instances: int
+    own_server: RedisServer, instances: int
 ) -> None:
     """The leader's presence pings and the followers' shared watch cost at most 20
     commands per second for the whole kind, whatever its size: the same kind measured
     with fast failover off, then on."""
-    admin = server.client()
+    admin = own_server.client()
     measured = {}
     try:
         for fast in (False, True):
-            cluster = start_cluster(server.url, instances, lease_ttl=3.0, fast_failover=fast)
+            cluster = start_cluster(own_server.url, instances, lease_ttl=3.0, fast_failover=fast)
             try:
                 assert all(c.fast_failover is fast for c in cluster)
                 if fast:  # let every follower learn the kind's size (its watches count it)
@@ -157,14 +150,14 @@ def test_fast_failover_costs_at_most_20_commands_per_second_per_kind(
 
 
 def test_while_leader_stop_event_is_set_at_the_deadline_even_if_redis_hangs(
-    server: RedisServer,
+    own_server: RedisServer,
 ) -> None:
     """With Redis paused, the heartbeat thread is stuck in a call when the lease
     deadline passes; the watchdog still sets the stop event within a few ms of
     is_leader turning false."""
     import threading
 
-    candidate = Candidate(redis=server.url, kind="watchdog", lease_ttl=1.0).start()
+    candidate = Candidate(redis=own_server.url, kind="watchdog", lease_ttl=1.0).start()
     stopped_at: list[float] = []
     started = threading.Event()
 
@@ -176,11 +169,11 @@ def test_while_leader_stop_event_is_set_at_the_deadline_even_if_redis_hangs(
     try:
         candidate.while_leader(work)
         assert started.wait(2.0)
-        server.pause()
+        own_server.pause()
         wait_until(lambda: not candidate.is_leader, timeout=2.0, interval=0.001)
         not_leader_at = time.monotonic()
         wait_until(lambda: stopped_at, timeout=2.0, interval=0.001)
         assert stopped_at[0] - not_leader_at < 0.03
     finally:
-        server.resume()
+        own_server.resume()
         candidate.stop()

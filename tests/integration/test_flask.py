@@ -10,13 +10,11 @@ Redis that cannot be reached.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
 import re
 import select
-import signal
 import subprocess
 import sys
 import threading
@@ -27,13 +25,9 @@ from typing import Any
 
 import pytest
 import redis
-from helpers import (  # noqa: F401
-    free_port,
-    no_leaked_threads,
-    raftredis_threads,
-    unique_kind,
-    wait_until,
-)
+from helpers import free_port, raftredis_threads, wait_until
+from support.kinds import members, unique_kind
+from support.processes import LoggedProcess
 from test_settings import (
     FLASK_OWN,
     KEYWORDS,
@@ -84,10 +78,6 @@ def make_app(
 
     made.append((extension, app))
     return extension, app
-
-
-def members(client: redis.Redis, kind: str) -> set[str]:
-    return {m.decode() for m in client.zrange(f"raftredis:{{{kind}}}:members", 0, -1)}
 
 
 # ------------------------------------------------------------------ lazy start
@@ -338,7 +328,7 @@ def test_new_timings_reach_the_running_candidate(redis_url: str, extensions: lis
     t = candidate.timings
     assert (t.lease_ttl, t.socket_timeout, t.vacancy_jitter) == (LEASE, 0.05, 0.01)
     assert (t.reelect_backoff, t.clock_sync_interval) == (0.02, 12.0)
-    assert candidate._replay_window == 45.0
+    assert candidate.config.replay_window == 45.0
 
 
 def test_no_app_and_no_context_is_a_clear_error(redis_url: str) -> None:
@@ -589,20 +579,16 @@ def test_flask_run_with_reloader_joins_once(
         "FLASK_RAFTREDIS_LEASE_TTL": "1",
         "PYTHONUNBUFFERED": "1",
     }
-    log_path = tmp_path / "flask.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "app", "run", "--debug", "--port", str(port)],
-            cwd=EXAMPLE,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    with LoggedProcess(
+        [sys.executable, "-m", "flask", "--app", "app", "run", "--debug", "--port", str(port)],
+        tmp_path / "flask.log",
+        cwd=EXAMPLE,
+        env=env,
+    ) as server:
 
         def answer() -> dict[str, Any] | None:
-            assert server.poll() is None, log_path.read_text()
+            # Unlike get_json(): any reply but a 200 means "not serving yet".
+            assert server.running, server.output()
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5.0)
             try:
                 conn.request("GET", "/leader")
@@ -613,14 +599,6 @@ def test_flask_run_with_reloader_joins_once(
             finally:
                 conn.close()
 
-        reply = wait_until(answer, timeout=30.0, interval=0.05, message=log_path.read_text)
+        reply = wait_until(answer, timeout=30.0, interval=0.05, message=server.output)
         assert reply["is_leader"] is True and reply["pid"] != server.pid
         assert members(redis_client, kind) == {reply["id"]}
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()

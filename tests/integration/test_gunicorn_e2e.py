@@ -9,12 +9,9 @@ replacement worker join, and every worker leave when gunicorn stops.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
-import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,7 +19,9 @@ from typing import Any
 
 import pytest
 import redis
-from helpers import free_port, no_leaked_threads, unique_kind, wait_until  # noqa: F401
+from helpers import free_port, get_json, wait_until
+from support.kinds import members, unique_kind
+from support.processes import LoggedProcess
 
 pytest.importorskip("gunicorn", reason="gunicorn is not installed (pip install -e '.[test]')")
 pytest.importorskip("flask", reason="flask is not installed (pip install -e '.[test]')")
@@ -30,23 +29,6 @@ pytest.importorskip("flask", reason="flask is not installed (pip install -e '.[t
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flask_app"
 LEASE = 1.0
 WORKERS = 3
-
-
-def get_json(port: int, path: str) -> dict[str, Any]:
-    """GET on a new connection (so that gunicorn's sync workers take turns)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5.0)
-    try:
-        conn.request("GET", path, headers={"Connection": "close"})
-        response = conn.getresponse()
-        body = response.read()
-        assert response.status == 200, body[:500]
-        return dict(json.loads(body))
-    finally:
-        conn.close()
-
-
-def members(client: redis.Redis, kind: str) -> set[str]:
-    return {m.decode() for m in client.zrange(f"raftredis:{{{kind}}}:members", 0, -1)}
 
 
 def alive(pid: int) -> bool:
@@ -70,22 +52,18 @@ def test_gunicorn_workers_elect_one_leader_and_fail_over(
         "FLASK_RAFTREDIS_KIND": kind,
         "FLASK_RAFTREDIS_LEASE_TTL": str(LEASE),
     }
-    log_path = tmp_path / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
-            cwd=EXAMPLE,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: killed as a whole below
-        )
+    server = LoggedProcess(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
+        tmp_path / "gunicorn.log",
+        cwd=EXAMPLE,
+        env=env,
+    )
 
     def output() -> str:
-        return log_path.read_text(errors="replace")[-3000:]
+        return server.output(last=3000)
 
     def request(path: str) -> dict[str, Any] | None:
-        assert server.poll() is None, f"gunicorn exited: {output()}"
+        assert server.running, f"gunicorn exited: {output()}"
         try:
             return get_json(port, path)
         except (OSError, http.client.HTTPException):
@@ -146,13 +124,8 @@ def test_gunicorn_workers_elect_one_leader_and_fail_over(
         assert states == ["follower"] * (WORKERS - 1) + ["leader"], settled
         assert old["pid"] not in {m["meta"]["pid"] for m in settled["members"]}
     finally:
-        server.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            server.wait(timeout=20)
-        with contextlib.suppress(ProcessLookupError):  # whatever is left of the group
-            os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
-    assert server.returncode == 0, output()
+        returncode = server.stop(group=False, timeout=20)  # the master stops its workers
+    assert returncode == 0, output()
     # Every worker left on its way out (worker_exit): nobody waits for a lease to expire.
     wait_until(lambda: members(redis_client, kind) == set(), timeout=5.0, message=output)
     assert redis_client.get(f"raftredis:{{{kind}}}:leader") is None

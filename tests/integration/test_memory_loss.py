@@ -24,7 +24,8 @@ from typing import Any
 
 import pytest
 import redis
-from helpers import no_leaked_threads, unique_kind, wait_until  # noqa: F401
+from helpers import wait_until
+from support.kinds import unique_kind
 
 from raftredis import Candidate, Client
 from raftredis.errors import EvictionWarning, LeaseVanishedError, RefusedError
@@ -36,14 +37,8 @@ LEASE_TTL = 1.0
 
 
 @pytest.fixture
-def server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture
-def admin(server: RedisServer) -> Iterator[redis.Redis]:
-    client = server.client()
+def admin(own_server: RedisServer) -> Iterator[redis.Redis]:
+    client = own_server.client()
     try:
         yield client
     finally:
@@ -93,10 +88,10 @@ def never_leads_while(candidate: Candidate, seconds: float) -> bool:
 
 
 def test_a_deleted_lease_is_put_back_by_its_leader_and_nobody_takes_it(
-    server: RedisServer, admin: redis.Redis
+    own_server: RedisServer, admin: redis.Redis
 ) -> None:
     may_evict(admin)
-    group, leader, follower = start_pair(server)
+    group, leader, follower = start_pair(own_server)
     errors = Errors(leader)
     keys = KeySpace("raftredis", leader.kind)
     try:
@@ -136,14 +131,14 @@ def server_ms(admin: redis.Redis) -> int:
 
 
 def test_a_vanished_lease_is_held_until_it_would_have_run_out(
-    server: RedisServer, admin: redis.Redis
+    own_server: RedisServer, admin: redis.Redis
 ) -> None:
     """Only the copy of a lease is left (its holder frozen, its key evicted): a
     newcomer follows that holder until the lease would have run out, then leads."""
     kind = unique_kind("mem")
     keys = KeySpace("raftredis", kind)
     expires = ghost_lease(admin, keys, "frozen-leader", 1500)
-    candidate = Candidate(redis=server.url, kind=kind, lease_ttl=LEASE_TTL)
+    candidate = Candidate(redis=own_server.url, kind=kind, lease_ttl=LEASE_TTL)
     try:
         candidate.start()
         assert candidate.leader_id == "frozen-leader" and not candidate.is_leader
@@ -156,8 +151,8 @@ def test_a_vanished_lease_is_held_until_it_would_have_run_out(
         candidate.stop()
 
 
-def test_a_flushall_leaves_one_leader(server: RedisServer, admin: redis.Redis) -> None:
-    group, leader, follower = start_pair(server)
+def test_a_flushall_leaves_one_leader(own_server: RedisServer, admin: redis.Redis) -> None:
+    group, leader, follower = start_pair(own_server)
     errors = Errors(leader)
     keys = KeySpace("raftredis", leader.kind)
     try:
@@ -176,7 +171,7 @@ def test_a_flushall_leaves_one_leader(server: RedisServer, admin: redis.Redis) -
 
 
 def test_readers_see_a_vanished_lease_until_it_runs_out(
-    server: RedisServer, admin: redis.Redis
+    own_server: RedisServer, admin: redis.Redis
 ) -> None:
     """get_leader(), get_instances() and message_leader() of a Candidate and of a
     Client treat the lease's copy as the lease while it has not run out."""
@@ -186,8 +181,8 @@ def test_readers_see_a_vanished_lease_until_it_runs_out(
     inbox.subscribe(keys.inbox("frozen-leader"))
     assert inbox.get_message(timeout=2) is not None
     ghost_lease(admin, keys, "frozen-leader", 4000)
-    candidate = Candidate(redis=server.url, kind=kind, lease_ttl=LEASE_TTL)
-    client = Client(redis=server.url, kind=kind)
+    candidate = Candidate(redis=own_server.url, kind=kind, lease_ttl=LEASE_TTL)
+    client = Client(redis=own_server.url, kind=kind)
     try:
         candidate.start()
         for reader in (candidate, client):
@@ -205,9 +200,9 @@ def test_readers_see_a_vanished_lease_until_it_runs_out(
 
 
 def test_a_renew_refused_for_lack_of_memory_steps_down_at_once(
-    server: RedisServer, admin: redis.Redis
+    own_server: RedisServer, admin: redis.Redis
 ) -> None:
-    group, leader, follower = start_pair(server)
+    group, leader, follower = start_pair(own_server)
     errors = Errors(leader)
     try:
         admin.config_set("maxmemory-policy", "noeviction")
@@ -232,11 +227,11 @@ def test_a_renew_refused_for_lack_of_memory_steps_down_at_once(
 
 @pytest.mark.parametrize("policy", ["allkeys-lru", "volatile-lru", "volatile-ttl"])
 def test_start_warns_when_redis_may_evict(
-    server: RedisServer, admin: redis.Redis, policy: str
+    own_server: RedisServer, admin: redis.Redis, policy: str
 ) -> None:
     admin.config_set("maxmemory", str(256 << 20))
     admin.config_set("maxmemory-policy", policy)
-    candidate = Candidate(redis=server.url, kind=unique_kind(), lease_ttl=LEASE_TTL)
+    candidate = Candidate(redis=own_server.url, kind=unique_kind(), lease_ttl=LEASE_TTL)
     errors = Errors(candidate)
     try:
         candidate.start()
@@ -249,11 +244,11 @@ def test_start_warns_when_redis_may_evict(
 
 @pytest.mark.parametrize(("maxmemory", "policy"), [("0", "allkeys-lru"), ("256mb", "noeviction")])
 def test_start_does_not_warn_when_redis_cannot_evict(
-    server: RedisServer, admin: redis.Redis, maxmemory: str, policy: str
+    own_server: RedisServer, admin: redis.Redis, maxmemory: str, policy: str
 ) -> None:
     admin.config_set("maxmemory", maxmemory)
     admin.config_set("maxmemory-policy", policy)
-    candidate = Candidate(redis=server.url, kind=unique_kind(), lease_ttl=LEASE_TTL)
+    candidate = Candidate(redis=own_server.url, kind=unique_kind(), lease_ttl=LEASE_TTL)
     errors = Errors(candidate)
     seen = threading.Event()
     candidate.on("elected", lambda sender, **extra: seen.set())

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import no_leaked_threads, unique_kind  # noqa: F401
+from support.kinds import unique_kind
 
 WORKER = Path(__file__).with_name("quickstart_worker.py")
 PROCESSES = 3

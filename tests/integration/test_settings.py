@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 import redis
-from helpers import Recorder, no_leaked_threads, wait_until  # noqa: F401
+from helpers import Recorder, wait_until
 
 from raftredis import Candidate, ProtocolError
 from raftredis.connection import describe
@@ -76,22 +76,22 @@ SAMPLES: dict[str, Any] = {
 
 
 def _signature(candidate: Candidate) -> bytes | None:
-    keyring = candidate._keyring
+    keyring = candidate.config.keyring
     return None if keyring is None else keyring.sign(b"{}", 1)
 
 
 #: What a Candidate made of each keyword (private attributes where there is no property).
 OBSERVE: dict[str, Callable[[Candidate], Any]] = {
-    "redis": lambda c: describe(c._spec),
+    "redis": lambda c: describe(c.config.connection),
     "kind": lambda c: c.kind,
     "meta": lambda c: c.meta,
-    "key_prefix": lambda c: c._keys.prefix,
+    "key_prefix": lambda c: c.config.key_prefix,
     "id": lambda c: c.id,
-    "max_message_bytes": lambda c: c._max_message_bytes,
+    "max_message_bytes": lambda c: c.config.max_message_bytes,
     **{f.name: (lambda c, name=f.name: getattr(c.timings, name)) for f in fields(Timings)},
     "secret": _signature,
-    "replay_window": lambda c: c._replay_window,
-    "min_replicas": lambda c: c._min_replicas,
+    "replay_window": lambda c: c.config.replay_window,
+    "min_replicas": lambda c: c.config.min_replicas,
     "fast_failover": lambda c: c.fast_failover,
 }
 

@@ -112,7 +112,11 @@ class ClusterSetup:
         self._ids: dict[int, str] = {}
 
     def __enter__(self) -> ClusterSetup:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()  # whatever part of it started
+            raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:

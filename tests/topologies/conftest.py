@@ -16,14 +16,14 @@ import contextlib
 import shutil
 import subprocess
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from clusters import cluster_binaries
+from clusters import ClusterSetup, cluster_binaries
+from support.kinds import unique_kind
 
 from raftredis import Candidate
 from raftredis.testing import (
@@ -96,7 +96,7 @@ def _reset_acl(client: redis.Redis) -> None:
 @pytest.fixture
 def kind() -> str:
     """A kind name of its own for each test."""
-    return f"topo-{uuid.uuid4().hex[:10]}"
+    return unique_kind("topo")
 
 
 @pytest.fixture
@@ -258,6 +258,14 @@ def binaries() -> tuple[str, str]:
         return cluster_binaries()
     except RuntimeError as exc:
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def cluster(binaries: tuple[str, str]) -> Iterator[ClusterSetup]:
+    """One Redis Cluster (3 primaries, 3 replicas) for the tests of a module that keep
+    every node up."""
+    with ClusterSetup(*binaries) as setup:
+        yield setup
 
 
 @pytest.fixture(scope="session")

@@ -39,12 +39,14 @@ def settled(group: list[Candidate], primary: Primary, kind: str) -> Candidate | 
 
 def healthy(candidate: Candidate) -> bool:
     """Running, with its heartbeat and both listener threads alive."""
-    heartbeat = candidate._heartbeat
-    listeners = candidate._listeners
+    session = candidate._session
+    if session is None:
+        return False
+    heartbeat = session.heartbeat
+    listeners = session.listeners
     return (
         candidate.is_running
-        and heartbeat is not None
-        and heartbeat.thread.is_alive()
+        and heartbeat.alive
         and len(listeners) == 2
         and all(
             listener.thread is not None and listener.thread.is_alive() for listener in listeners

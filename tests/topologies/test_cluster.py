@@ -16,8 +16,7 @@ import json
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import redis
 from clusters import ClusterSetup
 from failover import check_after_failover, healthy, messages_flow, settled
 from redis.cluster import RedisCluster
+from support.kinds import unique_kind
 
 from raftredis import BackendError, Candidate, ConfigurationError
 from raftredis.connection import connection_spec, describe
@@ -105,13 +105,6 @@ def test_the_dict_form() -> None:
 
 
 # ------------------------------------------------------------- on a real cluster
-
-
-@pytest.fixture(scope="module")
-def cluster(binaries: tuple[str, str]) -> Iterator[ClusterSetup]:
-    """One cluster for the tests that keep every node up."""
-    with ClusterSetup(*binaries) as setup:
-        yield setup
 
 
 @pytest.fixture
@@ -199,9 +192,9 @@ def test_kinds_spread_over_the_shards(
 ) -> None:
     """Kinds whose slots three different primaries serve each live on their own primary."""
     kinds: dict[int, str] = {}
-    prefix = uuid.uuid4().hex[:8]
+    prefix = unique_kind("spread")
     for i in range(200):
-        name = f"spread-{prefix}-{i}"
+        name = f"{prefix}-{i}"
         kinds.setdefault(cluster.owner(_lease_key(name)).port, name)
         if len(kinds) == 3:
             break
@@ -420,12 +413,12 @@ def test_a_tls_cluster(binaries: tuple[str, str], candidates: Callable[..., Cand
     if not redis_server_supports_tls(binaries[0]):
         pytest.skip(f"{binaries[0]} was built without TLS (run `make redis-apt`)")
     with ClusterSetup(*binaries, tls=True) as setup:
-        kind = f"tls-{uuid.uuid4().hex[:8]}"
+        kind = unique_kind("tls")
         group = [
             candidates(redis=setup.redis_settings, kind=kind, lease_ttl=LEASE_TTL).start()
             for _ in range(3)
         ]
-        assert describe(group[0]._spec).startswith("rediss+cluster://127.0.0.1:")
+        assert describe(group[0].config.connection).startswith("rediss+cluster://127.0.0.1:")
         leader = wait_until(lambda: settled(group, _owner(setup, kind), kind), 5.0)
         old_term = leader.current_term
         assert messages_flow(group, leader)

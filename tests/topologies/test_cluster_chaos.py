@@ -52,7 +52,9 @@ if str(CHAOS_DIR) not in sys.path:
     sys.path.insert(0, str(CHAOS_DIR))
 
 import harness  # noqa: E402
-from harness import ChaosCluster, WorkerProc, no_leftovers, scaled  # noqa: E402
+from chaos_scale import scaled  # noqa: E402
+from harness import ChaosCluster, no_leftovers  # noqa: E402
+from scenario_steps import leader_term  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -285,12 +287,6 @@ class ClusterChaos(ChaosCluster):
         self.setup.move_slot(key, target)
         self._forget_owner()
         return {"old_primary": old.port, "new_primary": target.port}
-
-
-def leader_term(worker: WorkerProc) -> int:
-    term = worker.leading()
-    assert term is not None, f"{worker} does not lead"
-    return term
 
 
 def chaos_round(c: ClusterChaos, kind: str) -> dict[str, Any]:

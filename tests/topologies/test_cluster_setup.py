@@ -20,25 +20,11 @@ from raftredis.testing import RedisServer, wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _started(binaries: tuple[str, str]) -> Iterator[ClusterSetup]:
-    setup = ClusterSetup(*binaries)
-    try:
-        setup.start()
-        yield setup
-    finally:
-        setup.stop()
-
-
-@pytest.fixture(scope="module")
-def cluster(binaries: tuple[str, str]) -> Iterator[ClusterSetup]:
-    """One cluster for the tests that leave it whole."""
-    yield from _started(binaries)
-
-
 @pytest.fixture
 def fresh_cluster(binaries: tuple[str, str]) -> Iterator[ClusterSetup]:
     """A cluster of its own, for a test that kills a node."""
-    yield from _started(binaries)
+    with ClusterSetup(*binaries) as setup:
+        yield setup
 
 
 def _assert_moved(error: pytest.ExceptionInfo[redis.exceptions.ResponseError]) -> None:

@@ -163,8 +163,8 @@ def test_election_and_messages_through_sentinel(
     leader = wait_until(lambda: settled(group, _primary(sentinel_setup), kind), 5.0)
     assert messages_flow(group, leader)
     assert leader.message_all("hello") == 2
-    assert group[1]._spec.sentinel is not None
-    assert describe(group[2]._spec) == f"redis+sentinel://{ports}/{SERVICE}/0"
+    assert group[1].config.connection.sentinel is not None
+    assert describe(group[2].config.connection) == f"redis+sentinel://{ports}/{SERVICE}/0"
     # min_replicas: the one replica acknowledges a new lease; two cannot.
     assert sentinel_candidates(kind=f"{kind}-1", min_replicas=1).is_leader
     with pytest.raises(BackendError, match="reached 1 of min_replicas=2"):
@@ -336,7 +336,7 @@ def test_a_manual_failover_over_tls(
     setup = tls_sentinel_setup
     settings = {"sentinels": setup.addresses, "service_name": SERVICE, **setup.client_kwargs()}
     group = [candidates(redis=settings, lease_ttl=LEASE_TTL).start() for _ in range(3)]
-    assert describe(group[0]._spec).startswith("rediss+sentinel://")
+    assert describe(group[0].config.connection).startswith("rediss+sentinel://")
     old_leader = wait_until(lambda: settled(group, _primary(setup), kind), 5.0)
     old_term = old_leader.current_term
     assert messages_flow(group, old_leader)

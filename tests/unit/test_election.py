@@ -13,8 +13,8 @@ from raftredis.election import (
     BackendFailed,
     Command,
     ControlReceived,
+    Effect,
     Election,
-    Emit,
     Heartbeat,
     HeartbeatResult,
     Lease,
@@ -29,6 +29,7 @@ from raftredis.election import (
     Tick,
 )
 from raftredis.models import State
+from raftredis.signals import for_effect
 from raftredis.timing import Timings
 from raftredis.wire import ControlMessage, ControlType
 
@@ -37,11 +38,13 @@ ME, OTHER = "me", "other"
 
 
 def emits(commands: list[Command]) -> list[tuple[str, dict[str, Any]]]:
-    return [(c.signal, dict(c.kwargs)) for c in commands if isinstance(c, Emit)]
+    """The signals the effects among ``commands`` are announced with, by name."""
+    effects = [c for c in commands if isinstance(c, Effect)]
+    return [(signal.name, kwargs) for signal, kwargs in map(for_effect, effects)]
 
 
 def io(commands: list[Command]) -> list[Command]:
-    return [c for c in commands if not isinstance(c, Emit)]
+    return [c for c in commands if not isinstance(c, Effect)]
 
 
 def signal_names(commands: list[Command]) -> list[str]:
@@ -291,10 +294,10 @@ class TestFollower:
         assert Acquire(5) in e.handle(Tick(wake))
 
     def test_left_notice_of_leader_counts_as_vacancy(self) -> None:
-        """The leader leaving is a vacancy, and instance_left is emitted."""
+        """The leader leaving is a vacancy (its instance_left: tests/unit/test_control.py)."""
         e = follower_of(100.0)
-        out = e.handle(ControlReceived(100.2, control(ControlType.LEFT, OTHER)))
-        assert ("instance_left", {"instance_id": OTHER}) in emits(out)
+        e.handle(ControlReceived(100.2, control(ControlType.LEFT, OTHER)))
+        assert e.leader_id is None
         wake = e.next_wakeup
         assert wake is not None and wake <= 100.2 + T.vacancy_jitter
         assert Acquire(5) in e.handle(Tick(wake))
@@ -433,15 +436,14 @@ class TestMembership:
         e.handle(Reconnected(100.3))
         assert Heartbeat(full=True, read_lease=True) in e.handle(Tick(100.3))
 
-    def test_joined_and_meta_notices_become_signals(self) -> None:
-        """Joined/meta notices of others are passed on as signals; our own are not."""
+    def test_joined_and_meta_notices_are_not_the_elections(self) -> None:
+        """Joined/meta notices only feed signals (tests/unit/test_control.py): no effect here."""
         from raftredis.wire import MemberRecord
 
         e = follower_of(100.0)
         rec = MemberRecord({"a": 1}, 1.0, 6.0)
         joined = ControlMessage(ControlType.JOINED, "x", record=rec)
-        out = e.handle(ControlReceived(100.1, joined))
-        assert signal_names(out) == ["instance_joined"]
+        assert e.handle(ControlReceived(100.1, joined)) == []
         mine = ControlMessage(ControlType.META, ME, record=rec)
         assert e.handle(ControlReceived(100.1, mine)) == []
 

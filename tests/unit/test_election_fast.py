@@ -25,8 +25,8 @@ from raftredis.election import (
     AcquireResult,
     BackendFailed,
     Command,
+    Effect,
     Election,
-    Emit,
     Heartbeat,
     HeartbeatResult,
     Lease,
@@ -47,6 +47,7 @@ from raftredis.election import (
     WatchResult,
 )
 from raftredis.models import State
+from raftredis.signals import for_effect
 from raftredis.timing import Timings
 
 T = Timings.from_lease(3.0)  # presence: interval 0.1, window 0.2
@@ -55,11 +56,11 @@ ME, OTHER = "me", "other"
 
 
 def names(commands: list[Command]) -> list[str]:
-    return [c.signal for c in commands if isinstance(c, Emit)]
+    return [for_effect(c)[0].name for c in commands if isinstance(c, Effect)]
 
 
 def io(commands: list[Command]) -> list[Command]:
-    return [c for c in commands if not isinstance(c, Emit)]
+    return [c for c in commands if not isinstance(c, Effect)]
 
 
 def election(**kwargs: Any) -> Election:

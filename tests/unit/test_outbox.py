@@ -36,9 +36,19 @@ class ScriptedSender:
         return [2 for _ in commands]
 
 
+class Leading:
+    """A leadership view that always leads in one term."""
+
+    def __init__(self, term: int) -> None:
+        self.term = term
+
+    def stamp(self) -> tuple[int, bool]:
+        return self.term, True
+
+
 def outbox(sender: ScriptedSender, max_bytes: int = 1 << 20) -> Outbox:
     return Outbox(
-        KEYS, "me", max_bytes, cast(PublishPool, sender), "return 1", stamp=lambda: (7, True)
+        KEYS, "me", max_bytes, cast(PublishPool, sender), "return 1", leadership=Leading(7)
     )
 
 

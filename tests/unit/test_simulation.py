@@ -30,8 +30,8 @@ from raftredis.election import (
     BackendFailed,
     Command,
     ControlReceived,
+    Effect,
     Election,
-    Emit,
     Event,
     Heartbeat,
     HeartbeatResult,
@@ -161,7 +161,7 @@ class Simulation:
                 continue
             if node.pending:
                 cmd = node.pending.popleft()
-                if not isinstance(cmd, Emit):
+                if not isinstance(cmd, Effect):
                     self.start_io(node, cmd, t)
                 continue
             if node.inbox:
