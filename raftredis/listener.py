@@ -11,6 +11,13 @@ changed, because subscribing from another thread while the worker reads is
 not safe. A connect callback reports every reconnect so the owner can
 resync state it may have missed.
 
+What a listener that falls behind holds in this process is bounded: the
+kernel's receive buffer can be capped (``receive_buffer``), and the bytes
+redis-py's pure-Python reader has parsed are freed between reads. With a
+:class:`~raftredis.receiver_watch.ReceiverWatch`, its handlers are timed, so
+that a drop by Redis for falling behind is reported at once rather than
+after the backlog (see ``receiver_watch.py``).
+
 In a Redis Cluster the channels are shard channels (SSUBSCRIBE). When the
 kind's slot leaves the node (resharding, or the node is demoted), Redis
 drops those subscriptions with an unrequested ``sunsubscribe`` but keeps
@@ -34,6 +41,7 @@ from . import redispy_seam as seam
 from .cluster import SlotMoved
 from .election import Event, PresenceLost, PresenceProof, PresenceRestored
 from .errors import BackendError
+from .receiver_watch import ReceiverWatch
 
 __all__ = ["Listener", "PresencePinger", "channel_of"]
 
@@ -43,6 +51,8 @@ Handler = Callable[[dict[str, Any]], None]
 
 #: How often a listener that backs off after a failure looks for a new route.
 _ROUTE_POLL = 0.02
+#: Parsed bytes the pure-Python reader may keep before they are freed.
+_READ_BUFFER_KEEP = 256 * 1024
 
 
 class PresencePinger:
@@ -156,7 +166,8 @@ class Listener:
 
     ``on_reconnect()`` is called (on the listener thread) after every
     reconnect; ``on_failure(exc)`` when reading fails (at most once per
-    outage) and ``on_recovery()`` when it works again.
+    outage, and not for a drop ``watch`` has reported). ``receive_buffer``
+    caps the kernel's receive buffer of the connection (bytes).
     """
 
     def __init__(
@@ -169,13 +180,21 @@ class Listener:
         on_failure: Callable[[BaseException], None],
         sharded: bool = False,
         presence: PresencePinger | None = None,
+        watch: ReceiverWatch | None = None,
+        receive_buffer: int | None = None,
         # How long one read blocks. A message wakes it at once and stop() wakes
         # it too, so a long wait only saves idle CPU.
         sleep_time: float = 1.0,
         max_backoff: float = 1.0,
     ) -> None:
         self._client = client
-        self._channels = dict(channels)
+        self._channels = (
+            {channel: watch.watched(handler) for channel, handler in channels.items()}
+            if watch is not None
+            else dict(channels)
+        )
+        self._watch = watch
+        self._receive_buffer = receive_buffer
         self._name = name
         self._sharded = sharded
         self._presence = presence
@@ -206,6 +225,7 @@ class Listener:
             pubsub.subscribe(**self._channels)
             confirmation = "subscribe"
         self._pubsub = pubsub
+        self._limit_receive_buffer(pubsub.connection)
         deadline = time.monotonic() + timeout
         confirmed = 0
         while confirmed < len(self._channels):
@@ -218,6 +238,8 @@ class Listener:
         assert pubsub.connection is not None
         # Registered only now, so it fires on reconnects, not on the first connect.
         seam.on_every_connect(pubsub.connection, self._connected)
+        if self._watch is not None:
+            self._watch.start()
         self._thread = threading.Thread(target=self._run, args=(pubsub,), name=self._name)
         self._thread.daemon = True
         self._thread.start()
@@ -228,6 +250,9 @@ class Listener:
         Waits up to ``timeout`` for the thread (not at all when called from it,
         by a handler).
         """
+        watch = self._watch
+        if watch is not None:
+            watch.stop()  # first: the subscriptions that end now were not dropped
         self._stopping.set()
         thread, pubsub = self._thread, self._pubsub
         if thread is None:
@@ -237,7 +262,10 @@ class Listener:
         if pubsub is not None and pubsub.connection is not None:
             seam.interrupt(pubsub.connection)  # wake a read blocked for up to sleep_time
         if threading.current_thread() is not thread:
+            deadline = None if timeout is None else time.monotonic() + timeout
             thread.join(timeout)
+            if watch is not None:
+                watch.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def _run(self, pubsub: PubSub) -> None:
         try:
@@ -260,10 +288,15 @@ class Listener:
 
     def _read(self, pubsub: PubSub) -> None:
         """One read (handlers run inside it); with presence, a ping first when due."""
-        presence = self._presence
-        if presence is None:
+        if self._presence is None:
             pubsub.get_message(ignore_subscribe_messages=True, timeout=self._sleep_time)
-            return
+        else:
+            self._read_with_presence(pubsub, self._presence)
+        conn = pubsub.connection
+        if conn is not None:
+            seam.trim_read_buffer(conn, _READ_BUFFER_KEEP)
+
+    def _read_with_presence(self, pubsub: PubSub, presence: PresencePinger) -> None:
         now = time.monotonic()
         token = presence.due(now)
         if token is not None:
@@ -284,9 +317,16 @@ class Listener:
             route.forget((conn.host, conn.port))
         conn.disconnect()
 
+    def _limit_receive_buffer(self, connection: Any) -> None:
+        if self._receive_buffer is not None and connection is not None:
+            seam.limit_receive_buffer(connection, self._receive_buffer)
+
     def _connected(self, connection: Any) -> None:
         if self._stopping.is_set():
             return
+        self._limit_receive_buffer(connection)
+        if self._watch is not None:
+            self._watch.reconnected()
         if self._presence is not None:
             self._presence.connected()
         self._failures = 0
@@ -306,6 +346,10 @@ class Listener:
             # Not a failure: the kind's slot has another owner, which the route
             # knows now. The next read connects there and subscribes again.
             log.info("%s: %s; subscribing on the new owner", self._name, exc)
+            return
+        if self._watch is not None and self._watch.expected_close():
+            # The drop the watch reported, reached after the messages read before it.
+            log.info("%s: the connection Redis dropped has ended; subscribing again", self._name)
             return
         self._failures += 1
         if self._failures == 1:

@@ -12,7 +12,11 @@ What is relied on:
 
 * **A connection's socket** (``Connection._sock``): whether a connection is
   connected, polling an idle one for bytes it should not have (closed by
-  the server), and shutting it down to wake a thread blocked reading it.
+  the server), shutting it down to wake a thread blocked reading it, and
+  capping its receive buffer (``SO_RCVBUF``, which redis-py's settings
+  cannot set: its socket options are TCP-level only).
+* **The pure-Python reader's buffer** (``Connection._parser._buffer``, a
+  ``SocketBuffer`` around a ``BytesIO``): freeing what it has parsed.
 * **Raw I/O on a connection**: a connection made from a pool's
   ``connection_class`` and ``connection_kwargs``, written with
   ``pack_commands`` + ``send_packed_command`` and read with
@@ -45,6 +49,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import redis
+from redis._parsers.socket import SocketBuffer
 from redis.backoff import NoBackoff
 from redis.client import PubSub
 from redis.cluster import RedisCluster
@@ -63,6 +68,7 @@ __all__ = [
     "interrupt",
     "is_connected",
     "known_primary",
+    "limit_receive_buffer",
     "new_connection",
     "new_pubsub",
     "on_every_connect",
@@ -72,6 +78,7 @@ __all__ = [
     "retry_settings",
     "send_commands",
     "sentinel_client_settings",
+    "trim_read_buffer",
 ]
 
 T = TypeVar("T")
@@ -131,6 +138,43 @@ def has_unread_bytes(conn: Any) -> bool:
         return bool(select.select([sock], [], [], 0)[0])
     except (OSError, ValueError):
         return True
+
+
+def limit_receive_buffer(conn: Any, size: int) -> None:
+    """Cap ``conn``'s kernel receive buffer at ``size`` bytes (``SO_RCVBUF``; Linux
+    doubles it for its bookkeeping) and stop the kernel from growing it.
+
+    Set after the connect (redis-py opens the socket and connects in one
+    step), so the window agreed at the handshake may be larger: the kernel
+    still holds no more than the cap. Does nothing if ``conn`` is not connected.
+    """
+    sock = _socket(conn)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
+def trim_read_buffer(conn: Any, keep: int) -> None:
+    """Free what redis-py's pure-Python reader has parsed, once that is ``keep`` bytes or more.
+
+    That reader drops parsed bytes only when it has parsed all it read, so on
+    a connection that always has more waiting (a subscriber behind its
+    publishers) it keeps everything it ever read. Call it between reads only,
+    on the thread that reads. hiredis's reader frees parsed bytes itself, and
+    an unconnected connection has nothing to free: both are left alone.
+    """
+    reader = conn._parser._buffer
+    if not isinstance(reader, SocketBuffer):
+        return
+    stream = reader._buffer
+    with contextlib.suppress(ValueError, AttributeError):  # closed, or dropped, meanwhile
+        if stream.tell() < keep:
+            return
+        unparsed = stream.read()
+        stream.seek(0)
+        stream.truncate()
+        stream.write(unparsed)
+        stream.seek(0)
 
 
 # ------------------------------------------------------ raw connection I/O

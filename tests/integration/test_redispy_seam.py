@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import redis
+from redis._parsers import _RESP2Parser
 from redis.client import PubSub
 from redis.connection import ConnectionPool
 from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
@@ -109,6 +110,73 @@ def test_has_unread_bytes_sees_a_connection_closed_by_the_server(
     wait_until(lambda: seam.has_unread_bytes(conn), timeout=5.0)
     conn.disconnect()
     assert not seam.has_unread_bytes(conn), "a disconnected connection is not readable"
+
+
+def test_limit_receive_buffer_caps_the_kernel_receive_buffer(pool: ConnectionPool) -> None:
+    """What bounds the messages a slow subscriber holds in its kernel buffer."""
+    conn = pool.make_connection()
+    seam.limit_receive_buffer(conn, 64 * 1024)  # not connected: nothing to cap
+    conn.connect()
+    sock = conn._sock
+    assert isinstance(sock, socket.socket)
+    seam.limit_receive_buffer(conn, 64 * 1024)
+    size = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    assert 64 * 1024 <= size <= 2 * 64 * 1024, "Linux doubles it for its bookkeeping, no more"
+    seam.send_commands(conn, [("PING",)])
+    assert seam.read_reply(conn) in (b"PONG", "PONG", True), "the connection still works"
+    conn.disconnect()
+
+
+def test_the_python_reader_keeps_parsed_bytes_and_trim_read_buffer_frees_them(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """A subscriber that always has more waiting: redis-py's pure-Python reader
+    keeps every byte it read, parsed or not, until trimmed; trimming between
+    reads frees the parsed ones and the messages after it parse as before."""
+    client = redis.Redis.from_url(redis_url, parser_class=_RESP2Parser)
+    pubsub = seam.new_pubsub(client)
+    pubsub.subscribe("seam-trim")
+    assert pubsub.get_message(timeout=2.0) is not None  # the subscribe confirmation
+    payloads = [f"{n:04d}".encode() + b"x" * 9_996 for n in range(100)]
+    for payload in payloads:
+        redis_client.publish("seam-trim", payload)
+    received = []
+    for _ in range(50):
+        message = pubsub.get_message(timeout=2.0)
+        assert message is not None
+        received.append(message["data"])
+    conn = pubsub.connection
+    assert conn is not None
+    stream = conn._parser._buffer._buffer
+    kept = stream.getbuffer().nbytes
+    assert kept >= 40 * 10_000, (
+        f"the reader kept {kept} bytes after parsing 50 messages: redis-py now frees "
+        "parsed bytes itself, and seam.trim_read_buffer can go"
+    )
+    seam.trim_read_buffer(conn, keep=kept + 1)
+    assert stream.getbuffer().nbytes == kept, "below the threshold nothing is trimmed"
+    seam.trim_read_buffer(conn, keep=64 * 1024)
+    assert stream.tell() == 0
+    assert stream.getbuffer().nbytes < 64 * 1024 + 10_100, "only the unparsed bytes stay"
+    while len(received) < 100:
+        message = pubsub.get_message(timeout=2.0)
+        assert message is not None
+        received.append(message["data"])
+    assert received == payloads, "every message parses whole and in order after a trim"
+    pubsub.close()
+    client.close()
+
+
+def test_trim_read_buffer_leaves_hiredis_and_unconnected_connections_alone(
+    pool: ConnectionPool,
+) -> None:
+    conn = pool.make_connection()
+    seam.trim_read_buffer(conn, keep=0)  # not connected: no buffer
+    conn.connect()
+    seam.trim_read_buffer(conn, keep=0)  # whichever reader it has
+    seam.send_commands(conn, [("PING",)])
+    assert seam.read_reply(conn) in (b"PONG", "PONG", True)
+    conn.disconnect()
 
 
 # ------------------------------------------------------ raw connection I/O
@@ -359,9 +427,10 @@ _INTERNAL_ATTRIBUTES = {
     "pending_unsubscribe_shard_channels",
     "run_in_thread",
     "_supported_errors",
+    "_parser",
 }
 #: redis-py names that only the seam may import.
-_INTERNAL_IMPORTS = {"PubSubWorkerThread", "SentinelConnectionPoolProxy"}
+_INTERNAL_IMPORTS = {"PubSubWorkerThread", "SentinelConnectionPoolProxy", "SocketBuffer"}
 
 
 def test_no_module_but_the_seam_reaches_into_redis_py() -> None:
