@@ -28,7 +28,17 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import raftredis
-from bench import common, discovery, failover, handover, lifecycle, messaging, redis_cost, scale
+from bench import (
+    common,
+    discovery,
+    failover,
+    handover,
+    lifecycle,
+    messaging,
+    redis_cost,
+    reliable,
+    scale,
+)
 from bench.common import Config, Figure, log, table
 from raftredis.testing import RedisServer, find_redis_server
 from raftredis.timing import Timings
@@ -38,6 +48,7 @@ BENCHMARKS: dict[str, Callable[[Config], list[Figure]]] = {
     "lifecycle": lifecycle.run,
     "failover": failover.run,
     "messaging": messaging.run,
+    "reliable": reliable.run,
     "redis_cost": redis_cost.run,
     "discovery": discovery.run,
     "scale": scale.run,
@@ -59,6 +70,7 @@ def settings(cfg: Config) -> dict[str, Any]:
             "lifecycle": 3.0,
             "failover": list(cfg.pick((1.0,), (1.0, 3.0, 10.0))),
             "messaging": 3.0,
+            "reliable": 3.0,
             "redis_cost": 3.0,
             "discovery": 3.0,
             "scale": scale.LEASE_TTL,

@@ -12,6 +12,7 @@ from .candidate import Candidate
 from .client import Client
 from .config import Config
 from .errors import (
+    AskTimeoutError,
     BackendError,
     BatchError,
     ConfigurationError,
@@ -20,12 +21,17 @@ from .errors import (
     LeaderTimeoutError,
     LeaseVanishedError,
     MessageError,
+    MessagesLostError,
+    NoLeaderError,
     NotRunningError,
     ProtocolError,
     RaftRedisError,
     ReceiverError,
     RefusedError,
+    RemoteError,
     SignalOverflowError,
+    SlowReceiverError,
+    UndeliverableError,
 )
 from .leadership import Leadership
 from .models import Instance, Message, Scope, State
@@ -35,6 +41,7 @@ from .timing import Timings
 __version__ = "0.1.0"
 
 __all__ = [
+    "AskTimeoutError",
     "BackendError",
     "BatchError",
     "Candidate",
@@ -50,15 +57,20 @@ __all__ = [
     "Message",
     "MessageBatch",
     "MessageError",
+    "MessagesLostError",
+    "NoLeaderError",
     "NotRunningError",
     "ProtocolError",
     "RaftRedisError",
     "ReceiverError",
     "RefusedError",
+    "RemoteError",
     "Scope",
     "SignalOverflowError",
+    "SlowReceiverError",
     "State",
     "Timings",
+    "UndeliverableError",
     "__version__",
     "signals",
 ]

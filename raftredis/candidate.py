@@ -37,6 +37,7 @@ from .failures import timed_out
 from .leadership import LeaderFunction, LeaderWork
 from .models import Instance, Scope, State
 from .outbox import MessageBatch, Outbox
+from .reliable import RequestHandler
 from .session import Session
 from .wire import encode_meta_notice
 
@@ -103,6 +104,11 @@ class Candidate(NodeRaftRedisNames):
         off behind Sentinel and in a Redis Cluster, where it is not safe
         (True there raises ConfigurationError). Costs at most 20 Redis
         commands per second per kind.
+    :param reliable: also read reliable messages and requests (kept in Redis
+        Streams until taken; see docs/messaging.md): needed to receive
+        ``message_*(..., reliable=True)``, :meth:`ask` and :meth:`ask_leader`
+        (sending them works without it). Costs a thread, a connection, and an
+        idle read every 10 s (two while leading).
     """
 
     def __init__(
@@ -130,6 +136,7 @@ class Candidate(NodeRaftRedisNames):
         fast_failover: bool | None = None,
         presence_interval: float | None = None,
         presence_window: float | None = None,
+        reliable: bool = False,
     ) -> None:
         config = Config.from_options(
             redis=redis,
@@ -154,6 +161,7 @@ class Candidate(NodeRaftRedisNames):
             fast_failover=fast_failover,
             presence_interval=presence_interval,
             presence_window=presence_window,
+            reliable=reliable,
         )
         self._setup(config)
 
@@ -176,6 +184,7 @@ class Candidate(NodeRaftRedisNames):
         self._lifecycle_lock = threading.Lock()
         self._changed = threading.Condition()
         self._session: Session | None = None
+        self._request_handler: RequestHandler | None = None
         # The state machine of the current run, or of the last one (current_term after stop).
         self._election = Election(self._id, config.timings, fast=config.fast_failover)
         self._leader_work = LeaderWork(
@@ -317,6 +326,7 @@ class Candidate(NodeRaftRedisNames):
                 changed=self._changed,
                 on_fatal=self._gave_up,
                 hears_membership=self._membership_heard(),
+                answer=lambda: self._request_handler,
             )
             # Published before it opens: receivers of the first election use it.
             self._session, self._election = session, session.election
@@ -463,34 +473,91 @@ class Candidate(NodeRaftRedisNames):
 
     # ------------------------------------------------------------- messaging
 
-    def message_to(self, instance_id: str, payload: Any) -> int:
-        """Send ``payload`` to one instance; returns 1 if it received it, else 0."""
+    def message_to(self, instance_id: str, payload: Any, *, reliable: bool = False) -> int:
+        """Send ``payload`` to one instance; returns 1 if it received it, else 0.
+
+        ``reliable=True``: kept in Redis until that instance takes it (it must
+        run with ``reliable=True``); returns 1, or raises
+        :class:`~raftredis.UndeliverableError` if it is no member (it left) or
+        reads no reliable messages. See docs/messaging.md.
+        """
+        if reliable:
+            return self._reliable(Scope.DIRECT, payload, instance_id)
         outbox = self._outbox()
         return outbox.send(outbox.prepare(Scope.DIRECT, payload, instance_id))
 
-    def message_all(self, payload: Any) -> int:
-        """Send ``payload`` to every other instance; returns how many received it."""
+    def message_all(self, payload: Any, *, reliable: bool = False) -> int:
+        """Send ``payload`` to every other instance; returns how many received it.
+
+        ``reliable=True``: kept in Redis until each member that reads reliable
+        messages has taken it; returns how many such members there are.
+        """
+        if reliable:
+            return self._reliable(Scope.ALL, payload)
         outbox = self._outbox()
         return outbox.send(outbox.prepare(Scope.ALL, payload))
 
-    def message_followers(self, payload: Any) -> int:
+    def message_followers(self, payload: Any, *, reliable: bool = False) -> int:
         """Send ``payload`` to the followers; returns how many instances received it.
 
         The leader discards these on receipt, so from the leader the count is
         the number of followers; from a follower it includes the leader.
+        ``reliable=True`` as for :meth:`message_all` (the leader at the time of
+        reading discards it).
         """
+        if reliable:
+            return self._reliable(Scope.FOLLOWERS, payload)
         outbox = self._outbox()
         return outbox.send(outbox.prepare(Scope.FOLLOWERS, payload))
 
-    def message_leader(self, payload: Any) -> int:
+    def message_leader(self, payload: Any, *, reliable: bool = False) -> int:
         """Send ``payload`` to whoever holds the lease now; 1 if it received it, else 0.
 
         Reading the holder and publishing happen in one Redis script, so the
         message never goes to a leader that has just been replaced. Returns 0
         when there is no leader, or when this instance is the leader.
+        ``reliable=True``: kept in Redis for whoever leads when it is read, so
+        it survives a change of leader (and waits while there is none); returns 1.
         """
+        if reliable:
+            return self._reliable(Scope.LEADER, payload)
         outbox = self._outbox()
         return outbox.send(outbox.prepare(Scope.LEADER, payload))
+
+    def ask(self, instance_id: str, payload: Any, timeout: float = 2.0) -> Any:
+        """Send a request to one instance and return its answer (see :meth:`on_request`).
+
+        Raises :class:`~raftredis.AskTimeoutError` without an answer within
+        ``timeout`` seconds, :class:`~raftredis.RemoteError` if its handler
+        raised, :class:`~raftredis.UndeliverableError` if it is no member or
+        reads no reliable messages.
+        """
+        return self._require_session().asker.ask(Scope.DIRECT, payload, instance_id, timeout)
+
+    def ask_leader(self, payload: Any, timeout: float = 2.0) -> Any:
+        """Send a request to whoever leads when it is read, and return the answer.
+
+        Raises :class:`~raftredis.NoLeaderError` when nobody leads at the send,
+        and the errors of :meth:`ask`. A request taken by a leader that crashed
+        before answering is taken again by the next one.
+        """
+        return self._require_session().asker.ask(Scope.LEADER, payload, None, timeout)
+
+    def on_request(self, handler: F) -> F:
+        """Register the function that answers requests (one per Candidate; usable as a
+        decorator): ``handler(candidate, message=Message)`` returns a JSON value.
+
+        It runs on the reliable reader's thread (``reliable=True`` is needed to
+        receive requests); an exception it raises reaches the asker as a
+        :class:`~raftredis.RemoteError`.
+        """
+        if not callable(handler):
+            raise TypeError(f"on_request needs a callable, got {handler!r}")
+        self._request_handler = handler
+        return handler
+
+    def _reliable(self, scope: Scope, payload: Any, instance_id: str | None = None) -> int:
+        return self._require_session().reliable_outbox.send(scope, payload, instance_id)
 
     def batch(self) -> MessageBatch:
         """A :class:`~raftredis.MessageBatch`: messages published together, in order.

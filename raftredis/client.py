@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import redis as redis_py
 
+from .asking import MAX_ASK_TIMEOUT, Asker
 from .clock import ServerClock
 from .config import (
     Config,
@@ -41,6 +42,7 @@ from .models import Instance, Scope
 from .observe import read_instances, read_leader
 from .outbox import MessageBatch, NotLeading, Outbox
 from .publish_pool import PublishPool
+from .reliable_outbox import ReliableOutbox
 from .signing import DEFAULT_WINDOW, Keyring, Signer
 from .store import send_to_leader_script
 from .timing import Timings
@@ -195,41 +197,64 @@ class Client:
 
     # ------------------------------------------------------------- messaging
 
-    def message_to(self, instance_id: str, payload: Any) -> int:
+    def message_to(self, instance_id: str, payload: Any, *, reliable: bool = False) -> int:
         """Send ``payload`` to one instance; 1 if it received it, else 0.
 
         0 also for an unknown id or a disconnected instance. Raises
         :class:`~raftredis.MessageError` if ``instance_id`` is not a
         non-empty string or ``payload`` cannot be sent (not JSON, too large),
-        and :class:`~raftredis.BackendError` if Redis fails.
+        and :class:`~raftredis.BackendError` if Redis fails. ``reliable=True``
+        as for :meth:`Candidate.message_to <raftredis.Candidate.message_to>`.
         """
+        if reliable:
+            return self._reliable(Scope.DIRECT, payload, instance_id)
         outbox = self._outbox()
         return outbox.send(outbox.prepare(Scope.DIRECT, payload, instance_id))
 
-    def message_all(self, payload: Any) -> int:
+    def message_all(self, payload: Any, *, reliable: bool = False) -> int:
         """Send ``payload`` to every instance of the kind; how many received it."""
+        if reliable:
+            return self._reliable(Scope.ALL, payload)
         outbox = self._outbox()
         return outbox.send(outbox.prepare(Scope.ALL, payload))
 
-    def message_followers(self, payload: Any) -> int:
+    def message_followers(self, payload: Any, *, reliable: bool = False) -> int:
         """Send ``payload`` to the followers; how many instances received it.
 
         Every instance is subscribed to the followers' channel and the leader
         drops these messages on receipt, so while there is a leader the
         count includes it (as from a follower Candidate).
         """
+        if reliable:
+            return self._reliable(Scope.FOLLOWERS, payload)
         outbox = self._outbox()
         return outbox.send(outbox.prepare(Scope.FOLLOWERS, payload))
 
-    def message_leader(self, payload: Any) -> int:
+    def message_leader(self, payload: Any, *, reliable: bool = False) -> int:
         """Send ``payload`` to whoever holds the lease now; 1 if it received it, else 0.
 
         Reading the holder and publishing happen in one Redis script, so the
         message never goes to a leader that has just been replaced. 0 when
-        there is no leader.
+        there is no leader. ``reliable=True``: kept for whoever leads when it is
+        read (see :meth:`Candidate.message_leader <raftredis.Candidate.message_leader>`).
         """
+        if reliable:
+            return self._reliable(Scope.LEADER, payload)
         outbox = self._outbox()
         return outbox.send(outbox.prepare(Scope.LEADER, payload))
+
+    def ask(self, instance_id: str, payload: Any, timeout: float = 2.0) -> Any:
+        """Send a request to one instance and return its answer (as
+        :meth:`Candidate.ask <raftredis.Candidate.ask>`)."""
+        return self._this_process().asker.ask(Scope.DIRECT, payload, instance_id, timeout)
+
+    def ask_leader(self, payload: Any, timeout: float = 2.0) -> Any:
+        """Send a request to whoever leads when it is read, and return the answer (as
+        :meth:`Candidate.ask_leader <raftredis.Candidate.ask_leader>`)."""
+        return self._this_process().asker.ask(Scope.LEADER, payload, None, timeout)
+
+    def _reliable(self, scope: Scope, payload: Any, instance_id: str | None = None) -> int:
+        return self._this_process().reliable_outbox.send(scope, payload, instance_id)
 
     def batch(self) -> MessageBatch:
         """A :class:`~raftredis.MessageBatch`: messages published together, in order.
@@ -357,6 +382,23 @@ class _Connected:
             signer=signer,
             subscribed=False,
         )
+        self.reliable_outbox = ReliableOutbox(
+            keys,
+            sender_id,
+            client._max_message_bytes,
+            PublishPool(self._publisher),
+            leadership=NotLeading(),
+            signer=signer,
+        )
+        self.asker = Asker(
+            self.reliable_outbox,
+            keys,
+            sender_id,
+            lambda: spec.client(
+                timings, retries=0, route_key=keys.base, read_timeout=MAX_ASK_TIMEOUT + 5
+            ),
+            keyring,
+        )
 
     def read(self, what: str, reader: Callable[[redis_py.Redis, KeySpace], T]) -> T:
         """Run a read of observe.py; BackendError when Redis fails."""
@@ -367,6 +409,7 @@ class _Connected:
 
     def close(self) -> None:
         self.outbox.close()
+        self.asker.close()
         for client in (self.commands, self._publisher):
             client.connection_pool.disconnect()
 

@@ -58,6 +58,8 @@ class Config:
     fast_failover: bool = True
     keyring: Keyring | None = field(default=None, repr=False)
     replay_window: float = DEFAULT_WINDOW
+    #: Read reliable messages and requests (raftredis.reliable).
+    reliable: bool = False
     #: What was passed as ``redis=`` (a Client reuses it after a fork).
     redis: Any = field(default=None, repr=False, compare=False)
 
@@ -87,6 +89,7 @@ class Config:
         fast_failover: bool | None = None,
         presence_interval: float | None = None,
         presence_window: float | None = None,
+        reliable: bool = False,
     ) -> Config:
         """Check every option as :class:`~raftredis.Candidate` takes them.
 
@@ -118,6 +121,10 @@ class Config:
             check_meta(meta, max_message_bytes)
         except MessageError as exc:
             raise ConfigurationError(str(exc), option="meta") from None
+        if not isinstance(reliable, bool):
+            raise ConfigurationError(
+                f"reliable must be True or False, got {reliable!r}", option="reliable"
+            )
         keyring, window = signing_setup(secret, replay_window)
         spec = check_redis(redis)
         return cls(
@@ -132,6 +139,7 @@ class Config:
             fast_failover=resolve_fast_failover(fast_failover, spec),
             keyring=keyring,
             replay_window=window,
+            reliable=reliable,
             redis=redis,
         )
 

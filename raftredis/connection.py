@@ -168,7 +168,12 @@ class ConnectionSpec:
             return route
 
     def client(
-        self, timings: Timings, *, retries: int | None, route_key: str | None = None
+        self,
+        timings: Timings,
+        *,
+        retries: int | None,
+        route_key: str | None = None,
+        read_timeout: float | None = None,
     ) -> redis.Redis:
         """A new client with its own pool, timeouts from ``timings``, ``retries`` retries.
 
@@ -176,6 +181,8 @@ class ConnectionSpec:
         ``retries=0``: the command did not run, so it cannot run twice.
         ``retries=None`` is for pub/sub listeners: a failed read raises and
         redis-py does not reconnect in it (the listener's next read does).
+        ``read_timeout`` replaces ``socket_timeout`` for replies (not for the
+        connect): for a connection that blocks in a read on purpose.
         """
         retry: Retry | None = None
         if retries is not None:
@@ -185,7 +192,7 @@ class ConnectionSpec:
         kwargs: dict[str, Any] = dict(self.kwargs)
         kwargs.update(seam.retry_settings(retry))
         kwargs.update(
-            socket_timeout=timings.socket_timeout,
+            socket_timeout=timings.socket_timeout if read_timeout is None else read_timeout,
             socket_connect_timeout=timings.socket_timeout,
             decode_responses=False,
             protocol=2,

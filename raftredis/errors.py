@@ -21,10 +21,12 @@ The tree::
     │                                     raised (reported, never raised)
     ├── SignalOverflowError               state signals were dropped because
     │                                     the dispatch queue was full (reported)
+    ├── SlowReceiverError                 Redis dropped the message connection of
+    │                                     receivers that fell behind (reported)
     └── InternalError (RuntimeError)      a bug in raftredis was caught; after
                                           repeats the instance stops (reported)
 
-``ProtocolError``, ``ReceiverError``, ``SignalOverflowError``,
+``ProtocolError``, ``ReceiverError``, ``SignalOverflowError``, ``SlowReceiverError``,
 ``LeaseVanishedError``, ``EvictionWarning`` and ``InternalError`` are never raised into user
 code: they arrive on the ``error_occurred`` signal (node-raft-redis name ``"error"``),
 with the original exception, if any, as ``__cause__``.
@@ -35,6 +37,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AskTimeoutError",
     "BackendError",
     "BatchError",
     "ConfigurationError",
@@ -43,12 +46,17 @@ __all__ = [
     "LeaderTimeoutError",
     "LeaseVanishedError",
     "MessageError",
+    "MessagesLostError",
+    "NoLeaderError",
     "NotRunningError",
     "ProtocolError",
     "RaftRedisError",
     "ReceiverError",
     "RefusedError",
+    "RemoteError",
     "SignalOverflowError",
+    "SlowReceiverError",
+    "UndeliverableError",
 ]
 
 
@@ -180,6 +188,28 @@ class SignalOverflowError(RaftRedisError):
         self.dropped = dropped
 
 
+class SlowReceiverError(RaftRedisError):
+    """Redis dropped this instance's message connection while its message receivers
+    were behind, most likely at its ``client-output-buffer-limit`` for pub/sub.
+
+    Reported on ``error_occurred`` within about a second of the drop, once per
+    drop. Messages published to this instance from the drop until it has
+    subscribed again are lost (their senders' ``message_*`` counted 0 for it),
+    and so are those Redis still held for it; the ones already received are
+    still delivered first. ``channel`` is the instance's inbox channel,
+    ``behind_for`` how long (seconds) the receivers had kept the message
+    listener busy, ``handled`` how many messages they handled meanwhile.
+    """
+
+    def __init__(
+        self, message: str, *, channel: str = "", behind_for: float = 0.0, handled: int = 0
+    ) -> None:
+        super().__init__(message)
+        self.channel = channel
+        self.behind_for = behind_for
+        self.handled = handled
+
+
 def _rebuild_configuration_error(message: str, option: str | None) -> ConfigurationError:
     return ConfigurationError(message, option=option)
 
@@ -188,3 +218,35 @@ class InternalError(RaftRedisError, RuntimeError):
     """A bug in raftredis was caught (``__cause__`` is the exception); the message says
     what happened to this instance. After repeated failures of its heartbeat the
     instance gives up its role and stops: create a new Candidate to rejoin."""
+
+
+class UndeliverableError(MessageError):
+    """A reliable message or request was refused before it was sent: its target is
+    not a member of the kind (it left, or never joined) or takes no reliable messages."""
+
+
+class NoLeaderError(RaftRedisError):
+    """A request for the leader found no leader: nobody holds the lease right now."""
+
+
+class AskTimeoutError(RaftRedisError, TimeoutError):
+    """No answer to a request within its timeout (the request may still be handled)."""
+
+
+class RemoteError(RaftRedisError):
+    """The instance that handled a request raised: ``instance_id`` names it,
+    ``remote_type`` is the exception's type name; the message is its message."""
+
+    def __init__(self, message: str, *, instance_id: str, remote_type: str) -> None:
+        super().__init__(message)
+        self.instance_id = instance_id
+        self.remote_type = remote_type
+
+
+class MessagesLostError(RaftRedisError):
+    """Reliable messages were lost before they were read (trimmed by length or age, or
+    lost by Redis): reported, never raised. ``count`` is how many, if known."""
+
+    def __init__(self, message: str, *, count: int | None) -> None:
+        super().__init__(message)
+        self.count = count

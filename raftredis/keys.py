@@ -97,3 +97,27 @@ class KeySpace:
 
     def inbox(self, instance_id: str) -> str:
         return f"{self.inbox_prefix}{instance_id}"
+
+    # Reliable delivery (reliable.py): Redis Streams, under the kind's hash tag.
+
+    @property
+    def reliable_prefix(self) -> str:
+        return f"{self.base}:rq:"
+
+    def reliable(self, instance_id: str) -> str:
+        """The stream of reliable messages to one instance (its consumer group: its id)."""
+        return f"{self.reliable_prefix}{instance_id}"
+
+    @property
+    def reliable_all(self) -> str:
+        """The stream of reliable messages to all (and to the followers): a group per member."""
+        return f"{self.base}:rq-all"
+
+    @property
+    def reliable_leader(self) -> str:
+        """The stream of reliable messages to whoever leads when they are read (group "leader")."""
+        return f"{self.base}:rq-leader"
+
+    def reply(self, asker_id: str, ask_id: str) -> str:
+        """The list an answer to one request is pushed to (it expires with the request)."""
+        return f"{self.base}:reply:{asker_id}:{ask_id}"

@@ -69,6 +69,8 @@ class Message:
     message_id: str
     sent_at: float
     kind: str = field(default="", compare=False)
+    #: True for a message sent with ``reliable=True`` (kept in Redis until taken).
+    reliable: bool = field(default=False, compare=False)
 
     # Seed-style names: node-raft-redis hands receivers ``{message, from}``.
     @property

@@ -16,9 +16,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import redis as redis_py
 from blinker import NamedSignal
 
 from . import signals
+from .asking import MAX_ASK_TIMEOUT, Asker
 from .clock import ServerClock
 from .config import Config
 from .connection import describe
@@ -33,7 +35,14 @@ from .election import (
     StateChanged,
     StopRequested,
 )
-from .errors import BackendError, ConfigurationError, EvictionWarning, InternalError, RefusedError
+from .errors import (
+    BackendError,
+    ConfigurationError,
+    EvictionWarning,
+    InternalError,
+    MessagesLostError,
+    RefusedError,
+)
 from .failures import refused
 from .heartbeat import HeartbeatLoop
 from .inbox import Inbox
@@ -42,6 +51,9 @@ from .listener import Listener, PresencePinger
 from .models import State
 from .outbox import Outbox
 from .publish_pool import PublishPool
+from .receiver_watch import MESSAGE_RECEIVE_BUFFER, inbox_watch
+from .reliable import BLOCK_SECONDS, ReliableReader, RequestHandler
+from .reliable_outbox import ReliableOutbox
 from .signing import ReplayGuard, Signer
 from .store import RedisStore, send_to_leader_script
 from .wire import MemberRecord, encode_record
@@ -71,6 +83,7 @@ class Session:
         changed: threading.Condition,
         on_fatal: Callable[[InternalError], None],
         hears_membership: bool,
+        answer: Callable[[], RequestHandler | None] = lambda: None,
     ) -> None:
         self.config = config
         self.member_id = member_id
@@ -110,6 +123,38 @@ class Session:
             leadership=self,
             signer=self.signer,
         )
+        self.reliable_outbox = ReliableOutbox(
+            keys,
+            member_id,
+            config.max_message_bytes,
+            PublishPool(self.publisher),
+            leadership=self,
+            signer=self.signer,
+        )
+        self.asker = Asker(
+            self.reliable_outbox,
+            keys,
+            member_id,
+            lambda: spec.client(t, retries=0, route_key=route, read_timeout=MAX_ASK_TIMEOUT + 5),
+            config.keyring,
+        )
+        self.reader: ReliableReader | None = None
+        if config.reliable:
+            self.reader = ReliableReader(
+                self.commands,
+                lambda: spec.client(
+                    t, retries=0, route_key=route, read_timeout=BLOCK_SECONDS + 1 + t.socket_timeout
+                ),
+                keys,
+                member_id,
+                config.max_message_bytes,
+                owner=owner,
+                is_leader=self.is_leader,
+                answer=answer,
+                keyring=config.keyring,
+                sign=sign,
+                name=self.thread_name("reader"),
+            )
         self.dispatcher = Dispatcher(owner, self.thread_name("dispatch"))
         self.heartbeat = HeartbeatLoop(
             self.election,
@@ -156,6 +201,9 @@ class Session:
                 f"within {t.member_expiry:g} s",
                 option="id",
             )
+        if self.reader is not None:
+            self.reader.join()
+            self.reader.start()
         self.listeners = self._make_listeners()
         for listener in self.listeners:
             listener.start(max(0.05, deadline - time.monotonic()))
@@ -204,6 +252,10 @@ class Session:
                 on_reconnect=self._on_reconnect,
                 on_failure=self.report,
                 sharded=keys.sharded,
+                watch=inbox_watch(
+                    self.commands, keys, self.member_id, self.report, self.thread_name("watch")
+                ),
+                receive_buffer=MESSAGE_RECEIVE_BUFFER,
             ),
         ]
         if self.presence is not None:
@@ -328,7 +380,27 @@ class Session:
             done = threading.Event()
             self.heartbeat.post(StopRequested(time.monotonic()), done)
             done.wait(timeout)
+        if self.reader is not None:
+            self._leave_reliable(max(0.0, deadline - time.monotonic()))
         self.close(max(0.0, deadline - time.monotonic()))
+
+    def _leave_reliable(self, timeout: float) -> None:
+        """Stop reading reliable messages and drop this instance's stream, saying what it held."""
+        assert self.reader is not None
+        self.reader.stop(timeout)
+        try:
+            left = self.reader.leave()
+        except (redis_py.RedisError, OSError) as exc:
+            log.warning("raftredis: dropping this instance's reliable stream failed: %s", exc)
+            return
+        if left:
+            error = MessagesLostError(
+                f"{left} reliable message(s) to {self.member_id} were still to be taken when it "
+                "stopped: dropped with its stream (it left the kind)",
+                count=left,
+            )
+            log.warning("raftredis: %s", error)
+            self.report(error)
 
     def close(self, timeout: float) -> None:
         """Stop every thread and close every connection (waits up to ``timeout`` in all)."""
@@ -342,6 +414,9 @@ class Session:
             self.heartbeat.post(StopRequested(time.monotonic()))
             self.heartbeat.join(left())
         self._leader_work.join(left())
+        if self.reader is not None:
+            self.reader.stop(left())
+        self.asker.close()
         for listener in self.listeners:
             listener.stop(left())
         self.listeners = []
@@ -400,8 +475,12 @@ class Session:
         """Heartbeat thread: start or stop the leader's work at once, queue the signal."""
         if isinstance(effect, Elected):
             self._leader_work.elected(effect.term)
+            if self.reader is not None:
+                self.reader.elected()
         elif isinstance(effect, StateChanged) and effect.old is State.LEADER:
             self._leader_work.lost()
+            if self.reader is not None:
+                self.reader.demoted()
         signal, kwargs = signals.for_effect(effect)
         # Nobody listens (common for leader_changed in large kinds): skip the queue.
         if signal.has_receivers_for(self._owner):

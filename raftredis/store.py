@@ -43,6 +43,7 @@ __all__ = [
     "RenewReply",
     "TakeoverReply",
     "parse_lease",
+    "reliable_send_script",
     "send_to_leader_script",
 ]
 
@@ -76,11 +77,17 @@ _SCRIPT_TEXT = {
     for command in ("PUBLISH", "SPUBLISH")
 }
 _SEND_TO_LEADER = {command: _load_lua("send_to_leader", command) for command in _SCRIPT_TEXT}
+_RELIABLE_SEND = {command: _load_lua("reliable_send", command) for command in _SCRIPT_TEXT}
 
 
 def send_to_leader_script(keys: KeySpace) -> str:
     """The send_to_leader script for ``keys`` (publishing as the kind does), run by the Outbox."""
     return _SEND_TO_LEADER[keys.publish_command]
+
+
+def reliable_send_script(keys: KeySpace) -> str:
+    """The reliable_send script (adds a reliable message to a stream), run by ReliableOutbox."""
+    return _RELIABLE_SEND[keys.publish_command]
 
 
 def _score_ms(value: Any) -> int | None:
@@ -285,7 +292,7 @@ class RedisStore:
         listeners = int(numsub[1]) if isinstance(numsub, (list, tuple)) and len(numsub) > 1 else 0
         if not count_members:
             return listeners, None, None
-        ids = [m.decode() if isinstance(m, bytes) else str(m) for m in replies[1]]
+        ids = [_text(m) for m in replies[1]]  # junk members must not break the count
         others = sorted(i for i in ids if i != instance_id)
         rank = others.index(self.member_id) if self.member_id in others else None
         return listeners, len(ids), rank

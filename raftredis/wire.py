@@ -149,19 +149,23 @@ class EnvelopeWriter:
         sender_id: str,
         max_bytes: int,
         sign: Callable[[bytes], bytes] | None = None,
+        *,
+        id_prefix: str | None = None,
     ) -> None:
         self.head = envelope_head(kind, sender_id)
         #: Set with a secret (see signing.py): appends the timestamp and signature.
         self._sign = sign
         self._scope_at = f'{self.head}"scope":"'
-        self._sender_id = sender_id
+        # Message ids are "<prefix>-<n>"; a reliable writer's prefix has a random part,
+        # so that ids stay unique when an instance restarts with the same id.
+        self._id_prefix = sender_id if id_prefix is None else id_prefix
         self._max_bytes = max_bytes
         self._seq = itertools.count(1)
 
     def encode(self, scope: Scope, term: int, leader: bool, sent_at: float, payload: Any) -> bytes:
         """Encode one message; raise :class:`MessageError` if the payload is not JSON or too big."""
         body = check_json(payload, "the payload")
-        message_id = f"{self._sender_id}-{next(self._seq)}"  # ids need no JSON escaping
+        message_id = f"{self._id_prefix}-{next(self._seq)}"  # ids need no JSON escaping
         return _finish(
             f'{self._scope_at}{scope.value}","term":{term:d},'
             f'"leader":{"true" if leader else "false"},"id":"{message_id}",'

@@ -46,7 +46,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -64,6 +64,8 @@ from raftredis.keys import KeySpace
 from raftredis.store import LeaseRecord, parse_lease
 from raftredis.testing import RedisServer, wait_until
 
+#: redis-server arguments that keep every acknowledged write across a SIGKILL.
+AOF = ("--appendonly", "yes", "--appendfsync", "always")
 #: What :func:`connection_role` calls a Candidate's connections.
 PUBSUB, PUBLISHER, COMMANDS = "pubsub", "publisher", "commands"
 ROLES = (COMMANDS, PUBLISHER, PUBSUB)
@@ -232,13 +234,18 @@ class ChaosCluster:
         poll_interval: float = 0.001,
         known_bug: str | None = None,
         client_names: bool = False,
+        redis_args: Sequence[str] = (),
+        worker_args: Sequence[str] = (),
     ) -> None:
         """``known_bug``: this scenario reproduces a library bug (its test is an
         xfail); the summary lists its report apart. ``client_names``: name each
         worker's Redis connections ``chaos-<name>`` (a URL query; see the module
         docstring). Off by default: a named connection sends CLIENT SETNAME on
         every connect and waits for the reply before its first command, which
-        changes what a blackholed client gets to send."""
+        changes what a blackholed client gets to send. ``redis_args``: more
+        redis-server arguments (:data:`AOF` keeps every write across a restart,
+        see :meth:`start_redis_kept`). ``worker_args``: more ``worker.py``
+        arguments for every worker."""
         self.scenario = scenario
         self.run_dir = Path(run_dir)
         self.n = n
@@ -249,7 +256,8 @@ class ChaosCluster:
         self.poll_interval = poll_interval
         self.client_names = client_names
         self.keys = KeySpace("raftredis", kind)
-        self.redis = RedisServer()
+        self.redis = RedisServer(extra_args=redis_args)
+        self.worker_args = tuple(worker_args)
         self.workers: list[WorkerProc] = []  # every worker ever started, in order
         self.report: ChaosReport | None = None
         self.report_path: Path | None = None
@@ -327,12 +335,15 @@ class ChaosCluster:
 
     # -------------------------------------------------------------- workers
 
-    def spawn(self, *, proxied: bool | None = None, wait: bool = True) -> WorkerProc:
-        """Start one more worker (behind its own proxy if ``proxied``)."""
+    def spawn(
+        self, *, proxied: bool | None = None, wait: bool = True, cid: str | None = None
+    ) -> WorkerProc:
+        """Start one more worker (behind its own proxy if ``proxied``), with the
+        Candidate id ``cid`` (default: a new one)."""
         proxied = self.proxied if proxied is None else proxied
         name = f"w{self._counter:03d}"
         self._counter += 1
-        cid = f"{name}-{uuid.uuid4().hex[:8]}"
+        cid = cid or f"{name}-{uuid.uuid4().hex[:8]}"
         proxy = None
         url = self.redis.url
         if proxied:
@@ -363,6 +374,7 @@ class ChaosCluster:
                     name,
                     "--poll-interval",
                     repr(self.poll_interval),
+                    *self.worker_args,
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
@@ -398,6 +410,31 @@ class ChaosCluster:
         if worker.running:
             self.kill(worker, sig)
         return self.spawn(proxied=worker.proxy is not None, wait=wait)
+
+    def restart_same_id(
+        self, worker: WorkerProc, sig: int = signal.SIGKILL, *, converge: bool = False
+    ) -> WorkerProc:
+        """Kill ``worker`` (a fault) if it runs, and start a new process with the same
+        Candidate id once Redis no longer lists that id as a live member (start()
+        refuses an id in use). Returns the new worker, started."""
+        if worker.running:
+            self.kill(worker, sig, converge=converge)
+        self.wait_member_gone(worker.id)
+        return self.spawn(proxied=worker.proxy is not None, cid=worker.id)
+
+    def wait_member_gone(self, cid: str, timeout: float | None = None) -> None:
+        """Wait until the membership of ``cid`` has run out (by the server's clock)."""
+
+        def gone() -> bool:
+            try:
+                score = self.admin.zscore(self.keys.members, cid)
+                seconds, micros = self.admin.time()
+            except redis.RedisError:
+                return False
+            return score is None or score < seconds * 1000 + micros // 1000
+
+        limit = self.timings.member_expiry + 5.0 if timeout is None else timeout
+        wait_until(gone, limit, lambda: f"{cid} is still a member", interval=0.05)
 
     def kill(
         self, worker: WorkerProc, sig: int = signal.SIGKILL, *, converge: bool = True
@@ -509,6 +546,15 @@ class ChaosCluster:
         t = self.fault("redis_kill", "redis", converge=False)
         self.outage_start()
         self.redis.kill()
+        return t
+
+    def start_redis_kept(self) -> float:
+        """Start the killed redis-server again on the same port, with what it saved
+        (all of it with :data:`AOF`); noted like :meth:`start_redis_empty`."""
+        self.outage_end()
+        t = self.fault("redis_restart_kept", "redis", converge=True)
+        self.redis.start()
+        _spawned[self.redis.pid] = "redis-server"
         return t
 
     def start_redis_empty(self) -> float:

@@ -5,7 +5,8 @@ Usage: ``python tests/chaos/summarize.py [REPORT_DIR]`` (default:
 by ``harness.ChaosCluster`` and prints, per scenario and in total: faults
 injected, elections, overlaps, term regressions, dead threads, the longest
 leaderless gap, convergence after faults (min/median/max) and the
-``while_leader`` stop lag. Reports of scenarios that reproduce a known
+``while_leader`` stop lag; and the figures of the reliable-delivery scenarios
+(sent, delivered, lost, duplicates, order violations). Reports of scenarios that reproduce a known
 library bug (``extra.known_bug``) are listed apart and left out of the totals.
 Exits 1 if a report (other than a known bug's) records a failure.
 """
@@ -84,6 +85,15 @@ def table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def delivery_line(t: dict[str, Any]) -> str:
+    """The figures of a reliable-delivery scenario (``extra.delivery.total``)."""
+    return (
+        f"sent {t['sent']}, delivered {t['delivered']}, lost {t['lost']}, duplicates "
+        f"{t['duplicates']} (explained {t['explained_kill'] + t['explained_ack']}, "
+        f"unexplained {t['unexplained']}), order violations {t['order_violations']}"
+    )
+
+
 def summarize(reports: list[dict[str, Any]]) -> tuple[str, bool]:
     normal = [r for r in reports if not r.get("extra", {}).get("known_bug")]
     bugs = [r for r in reports if r.get("extra", {}).get("known_bug")]
@@ -130,6 +140,14 @@ def summarize(reports: list[dict[str, Any]]) -> tuple[str, bool]:
         "errors reported by the workers: "
         + (", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "none")
     )
+    for r in normal:
+        delivery = r.get("extra", {}).get("delivery")
+        if delivery:
+            text = delivery_line(delivery["total"])
+            reported = r["extra"].get("lost_counts_reported")
+            if reported is not None:
+                text += f", losses reported by the receivers {sum(reported.values())}"
+            out.append(f"reliable delivery in {r['scenario']}: {text}")
     failed = [r for r in normal if not r.get("ok")]
     for r in failed:
         out.append(f"FAILED {r['scenario']}: {r.get('failures')}")

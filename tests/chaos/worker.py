@@ -3,7 +3,7 @@
 Run as::
 
     python tests/chaos/worker.py --redis URL --kind K --lease-ttl T --log PATH \
-        [--id ID] [--name NAME] [--poll-interval S]
+        [--id ID] [--name NAME] [--poll-interval S] [--reliable [--reliable-delay S]]
 
 Everything the Candidate does is appended to ``--log`` as JSON lines by an
 :class:`event_log.EventLog`: one object per line, each written with a single
@@ -19,6 +19,13 @@ term), ``leader_changed`` (leader, term), ``error`` (type, message),
 ``message`` (payload, sender, scope, from_leader, term), ``joined`` /
 ``left`` (instance id)
     the Candidate's signals, logged by receivers (dispatch/message threads).
+    An ``error`` carries the ``count`` of a MessagesLostError.
+``reliable`` (payload, sender, scope, message_id, term, leading)
+    with ``--reliable`` (``Candidate(reliable=True)``): a reliable message, logged
+    on the reader thread as it is delivered, before raftredis acks it;
+    ``leading`` is ``candidate.is_leader`` then. The receiver then sleeps
+    ``--reliable-delay`` seconds (a slow receiver: kills land between delivery
+    and ack).
 ``lead_begin`` (term, t, t_call) / ``lead_end`` (term, t_last_true,
 t_last_true_after, t_seen_false)
     leadership as seen by a poller thread that reads ``candidate.leader_term``
@@ -77,7 +84,7 @@ from typing import Any
 
 from event_log import EventLog
 
-from raftredis import Candidate, Leadership
+from raftredis import Candidate, Leadership, Message
 
 ROLES = ("heartbeat", "control", "messages", "dispatch")
 
@@ -182,7 +189,11 @@ class Worker:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.candidate = Candidate(
-            redis=args.redis, kind=args.kind, lease_ttl=args.lease_ttl, id=args.id
+            redis=args.redis,
+            kind=args.kind,
+            lease_ttl=args.lease_ttl,
+            id=args.id,
+            reliable=args.reliable,
         )
         self.log = EventLog(args.log, pid=os.getpid(), name=args.name, id=self.candidate.id)
         self.poller = LeadershipPoller(self.candidate, self.log, args.poll_interval)
@@ -239,19 +250,10 @@ class Worker:
                 type=type(error).__name__,
                 message=str(error)[:500],
                 cause=type(error.__cause__).__name__ if error.__cause__ is not None else None,
+                count=getattr(error, "count", None),
             ),
         )
-        c.on(
-            "message_received",
-            lambda sender, message, **_: log.write(
-                "message",
-                payload=message.payload,
-                sender=message.sender_id,
-                scope=message.scope.value,
-                from_leader=message.from_leader,
-                term=message.term,
-            ),
-        )
+        c.on("message_received", self._on_message)
         c.on(
             "instance_joined",
             lambda sender, instance, **_: log.write("joined", instance=instance.id),
@@ -261,6 +263,29 @@ class Worker:
             lambda sender, instance_id, **_: log.write("left", instance=instance_id),
         )
         c.while_leader(self._leader_work)
+
+    def _on_message(self, sender: Candidate, message: Message, **_: Any) -> None:
+        if not message.reliable:
+            self.log.write(
+                "message",
+                payload=message.payload,
+                sender=message.sender_id,
+                scope=message.scope.value,
+                from_leader=message.from_leader,
+                term=message.term,
+            )
+            return
+        self.log.write(
+            "reliable",
+            payload=message.payload,
+            sender=message.sender_id,
+            scope=message.scope.value,
+            message_id=message.message_id,
+            term=message.term,
+            leading=self.candidate.is_leader,
+        )
+        if self.args.reliable_delay > 0:
+            time.sleep(self.args.reliable_delay)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         # Runs on the main thread between two bytecodes, maybe inside EventLog.write
@@ -408,6 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--id", default=None, help="Candidate id (default: random)")
     parser.add_argument("--name", default="", help="a label for this worker in the logs")
     parser.add_argument("--poll-interval", type=float, default=0.001)
+    parser.add_argument("--reliable", action="store_true", help="Candidate(reliable=True)")
+    parser.add_argument(
+        "--reliable-delay", type=float, default=0.0, help="seconds each reliable message takes"
+    )
     return parser
 
 

@@ -70,6 +70,7 @@ SAMPLES: dict[str, Any] = {
     "replay_window": 90.0,
     "min_replicas": 1,
     "fast_failover": False,
+    "reliable": True,
     "presence_interval": 0.08,
     "presence_window": 0.3,
 }
@@ -93,6 +94,7 @@ OBSERVE: dict[str, Callable[[Candidate], Any]] = {
     "replay_window": lambda c: c.config.replay_window,
     "min_replicas": lambda c: c.config.min_replicas,
     "fast_failover": lambda c: c.fast_failover,
+    "reliable": lambda c: c.config.reliable,
 }
 
 
