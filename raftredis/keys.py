@@ -118,6 +118,12 @@ class KeySpace:
         """The stream of reliable messages to whoever leads when they are read (group "leader")."""
         return f"{self.base}:rq-leader"
 
+    @property
+    def reliable_index(self) -> str:
+        """The hash of the instances that read reliable messages: id -> when it joined (ms),
+        then `` gone <ms>`` once the leader saw it was no member (lua/reliable_prune.lua)."""
+        return f"{self.base}:rq-index"
+
     def reply(self, asker_id: str, ask_id: str) -> str:
         """The list an answer to one request is pushed to (it expires with the request)."""
         return f"{self.base}:reply:{asker_id}:{ask_id}"

@@ -22,7 +22,8 @@ to keep receivers idempotent). Within one process, message ids already
 delivered are remembered (a bounded window), so a sender's retry after a lost
 reply is not delivered twice. Each writer numbers its messages per stream, so a
 gap (what Redis trimmed by length or age before it was read, or lost) is
-reported, with its size.
+reported, with its size. The leader removes what an instance that never
+stopped left behind (reliable_prune.py).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from .dispatch import deliver, report_error
 from .errors import MessagesLostError, ProtocolError, ReceiverError
 from .keys import KeySpace
 from .models import Message, Scope
+from .reliable_prune import ReliablePruner
 from .signing import Keyring
 from .stream_format import Entry, encode_reply, entries_of, text
 from .wire import WireError, decode_envelope
@@ -77,8 +79,10 @@ class ReliableReader:
     the client of each reading thread, whose reads block (see BLOCK_SECONDS).
     ``owner`` is the signal sender (the Candidate); ``is_leader`` is read for
     every message of the leader stream and of ``followers`` scope; ``answer``
-    gives the registered request handler, if any. Receivers run on the reader
-    threads (as pub/sub messages run on the listener's).
+    gives the registered request handler, if any; ``member_expiry`` (seconds)
+    sets how long the leader waits before it removes what a departed instance
+    left (see reliable_prune.py). Receivers run on the reader threads (as pub/sub
+    messages run on the listener's).
     """
 
     def __init__(
@@ -95,6 +99,7 @@ class ReliableReader:
         keyring: Keyring | None,
         sign: Callable[[bytes], bytes] | None,
         name: str,
+        member_expiry: float,
     ) -> None:
         self._client = client
         self._new_client = connect
@@ -115,12 +120,15 @@ class ReliableReader:
         self._member_thread: threading.Thread | None = None
         self._leader_thread: threading.Thread | None = None
         self._leading = threading.Event()
+        self._pruner = ReliablePruner(client, keys, member_expiry, self._report)
 
     # ------------------------------------------------------------ lifecycle
 
     def join(self) -> None:
         """Create this instance's consumer groups (its stream from the start, the
-        broadcast stream from now on, the leader stream's group if missing)."""
+        broadcast stream from now on, the leader stream's group if missing), and
+        enter it in the reliable index (by its own clock: the leader reads no time
+        from it)."""
         k, me = self._keys, self._id
         for key, group, start in ((k.reliable(me), me, "0"), (k.reliable_all, me, "$"),
                                   (k.reliable_leader, "leader", "0")):  # fmt: skip
@@ -129,6 +137,7 @@ class ReliableReader:
             except redis.ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+        self._client.hset(k.reliable_index, me, str(int(time.time() * 1000)))
 
     def start(self) -> None:
         self._member_thread = threading.Thread(
@@ -166,13 +175,14 @@ class ReliableReader:
                 thread.join(timeout)
 
     def leave(self) -> int:
-        """At a clean stop: drop this instance's stream and broadcast group. Returns how
-        many messages to it were still to be taken (reported by the caller)."""
+        """At a clean stop: drop this instance's stream, broadcast group and index entry.
+        Returns how many messages to it were still to be taken (reported by the caller)."""
         k, me = self._keys, self._id
         pipe = self._client.pipeline(transaction=True)
         pipe.xlen(k.reliable(me))
         pipe.delete(k.reliable(me))
         pipe.execute_command("XGROUP", "DESTROY", k.reliable_all, me)
+        pipe.hdel(k.reliable_index, me)
         left, *_ = pipe.execute(raise_on_error=False)
         return int(left) if isinstance(left, int) else 0
 
@@ -202,7 +212,9 @@ class ReliableReader:
         try:
             while True:
                 if self._take_over(client, leading):
-                    self._loop(client, "leader", (self._keys.reliable_leader,), leading)
+                    self._pruner.elected()
+                    streams = (self._keys.reliable_leader,)
+                    self._loop(client, "leader", streams, leading, self._pruner.tick)
                 self._give_back()
                 with self._lock:  # elected() again meanwhile: go on rather than end
                     if not leading():
@@ -266,15 +278,20 @@ class ReliableReader:
         group: str,
         streams: tuple[str, ...],
         running: Callable[[], bool],
+        chore: Callable[[], float] | None = None,
     ) -> None:
+        """Read and take until ``running()`` is false. ``chore``, run before each read,
+        does what is due and returns the seconds until it is due again (a cap on the
+        blocking read)."""
         pending = True  # first what was read and not taken (a restart, a claim)
         backoff = 0.05
         while running():
             start = "0" if pending else ">"
+            block = BLOCK_SECONDS if chore is None else min(BLOCK_SECONDS, chore())
             try:
                 reply = client.execute_command(
                     "XREADGROUP", "GROUP", group, self._id, "COUNT", BATCH,
-                    *(() if pending else ("BLOCK", int(BLOCK_SECONDS * 1000))),
+                    *(() if pending else ("BLOCK", max(1, int(block * 1000)))),
                     "STREAMS", *streams, *([start] * len(streams)),
                 )  # fmt: skip
                 backoff = 0.05

@@ -154,6 +154,7 @@ class Session:
                 keyring=config.keyring,
                 sign=sign,
                 name=self.thread_name("reader"),
+                member_expiry=t.member_expiry,
             )
         self.dispatcher = Dispatcher(owner, self.thread_name("dispatch"))
         self.heartbeat = HeartbeatLoop(

@@ -43,6 +43,7 @@ __all__ = [
     "RenewReply",
     "TakeoverReply",
     "parse_lease",
+    "reliable_prune_script",
     "reliable_send_script",
     "send_to_leader_script",
 ]
@@ -78,6 +79,7 @@ _SCRIPT_TEXT = {
 }
 _SEND_TO_LEADER = {command: _load_lua("send_to_leader", command) for command in _SCRIPT_TEXT}
 _RELIABLE_SEND = {command: _load_lua("reliable_send", command) for command in _SCRIPT_TEXT}
+_RELIABLE_PRUNE = {command: _load_lua("reliable_prune", command) for command in _SCRIPT_TEXT}
 
 
 def send_to_leader_script(keys: KeySpace) -> str:
@@ -88,6 +90,12 @@ def send_to_leader_script(keys: KeySpace) -> str:
 def reliable_send_script(keys: KeySpace) -> str:
     """The reliable_send script (adds a reliable message to a stream), run by ReliableOutbox."""
     return _RELIABLE_SEND[keys.publish_command]
+
+
+def reliable_prune_script(keys: KeySpace) -> str:
+    """The reliable_prune script (removes what departed reliable readers left), run by
+    the leader's ReliablePruner."""
+    return _RELIABLE_PRUNE[keys.publish_command]
 
 
 def _score_ms(value: Any) -> int | None:

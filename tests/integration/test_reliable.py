@@ -5,7 +5,8 @@ message waits in Redis while its receiver does not read, or has crashed and
 comes back with its id; a command for the leader waits for the next one; a
 sender's order holds; a retried send is delivered once; what Redis trimmed
 unread is reported; signed kinds sign their streams; stop() does not wait for
-the blocking read, and an idle reader costs little.
+the blocking read, and an idle reader costs little; the leader removes what an
+instance that never stopped left (after a grace in which a restart keeps it).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import redis
 from helpers import Cluster, RawChannels, Recorder, raftredis_threads, wait_until
 
 import raftredis.reliable_outbox
+import raftredis.reliable_prune
 from raftredis import (
     Candidate,
     Client,
@@ -601,3 +603,123 @@ def test_an_idle_reader_costs_about_one_read_per_block(
     time.sleep(3.0)  # measuring: no condition to wait for
     calls = xreadgroup_calls(redis_client)
     assert calls / (time.monotonic() - started) <= 1.0, calls
+
+
+# ----------------------------------------------------- departed instances
+
+#: Short timings for the pruning tests: a member expires 1 s after its last refresh.
+SHORT_LEASE = 0.5
+
+
+@pytest.fixture
+def quick_pruning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The leader prunes 0.1 s after its election, then every 0.2 s (grace: 2 member
+    expiries, 2 s with SHORT_LEASE)."""
+    monkeypatch.setattr(raftredis.reliable_prune, "PRUNE_AFTER_ELECTION", 0.1)
+    monkeypatch.setattr(raftredis.reliable_prune, "PRUNE_INTERVAL", 0.2)
+
+
+def crash_holding_three(
+    receiver: Candidate, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> Recorder:
+    """Three messages wait unread in ``receiver``'s stream; it then stops as a crash would
+    look from Redis: no leave (its membership expires), its stream and group left behind."""
+    rec, hold = recorded(receiver), Hold()
+    receiver.on("message", hold)
+    assert client.message_to(receiver.id, "hold", reliable=True) == 1
+    hold.wait_entered()
+    for n in range(3):
+        assert client.message_to(receiver.id, n, reliable=True) == 1
+    session = receiver._session
+    assert session is not None and session.reader is not None
+    reader = session.reader
+    monkeypatch.setattr(session.store, "leave", lambda term: None)
+    monkeypatch.setattr(reader, "leave", lambda: 0)
+    stopping = threading.Thread(target=receiver.stop)
+    stopping.start()
+    wait_until(lambda: reader._stopping.is_set(), message="the reader was not stopped")
+    hold.released.set()
+    stopping.join(10.0)
+    assert not stopping.is_alive()
+    return rec
+
+
+def group_names(client: redis.Redis, stream: str) -> list[bytes]:
+    return [g["name"] for g in client.xinfo_groups(stream)]
+
+
+def test_the_leader_removes_what_an_instance_that_never_stopped_left(
+    cluster: Cluster,
+    client: Client,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    quick_pruning: None,
+) -> None:
+    """Once its membership has expired and the grace has passed, the leader deletes the
+    crashed instance's stream, its group on the stream for all and its index entry, and
+    reports the messages dropped; the live ones keep theirs."""
+    leader = cluster.start(reliable=True, lease_ttl=SHORT_LEASE)
+    live = cluster.start(reliable=True, lease_ttl=SHORT_LEASE)
+    crashed = cluster.start(reliable=True, lease_ttl=SHORT_LEASE)
+    assert leader.is_leader
+    rec = recorded(leader)
+    k = keys_of(leader)
+    assert redis_client.hexists(k.reliable_index, crashed.id)
+    crashed_rec = crash_holding_three(crashed, client, monkeypatch)
+    assert redis_client.xlen(k.reliable(crashed.id)) == 3
+    wait_until(
+        lambda: b" gone " in (redis_client.hget(k.reliable_index, crashed.id) or b""),
+        message="the leader did not mark the crashed instance gone",
+    )
+    assert redis_client.exists(k.reliable(crashed.id))  # within the grace: kept
+    with pytest.raises(UndeliverableError, match="not a member"):  # its membership expired
+        client.message_to(crashed.id, "late", reliable=True)
+    wait_until(
+        lambda: not redis_client.exists(k.reliable(crashed.id)),
+        timeout=10.0,
+        message="the crashed instance's stream was not removed",
+    )
+    assert crashed.id.encode() not in group_names(redis_client, k.reliable_all)
+    assert not redis_client.hexists(k.reliable_index, crashed.id)
+    error = rec.wait_for("error").kwargs["error"]
+    assert isinstance(error, MessagesLostError) and error.count == 3, error
+    assert crashed.id in str(error) and "left without stopping" in str(error)
+    assert not errors(crashed_rec)  # it reported nothing: it "crashed"
+    for survivor in (leader, live):
+        assert redis_client.exists(k.reliable(survivor.id))
+        assert survivor.id.encode() in group_names(redis_client, k.reliable_all)
+        assert redis_client.hget(k.reliable_index, survivor.id).isdigit()
+    assert live.message_to(leader.id, "still read", reliable=True) == 1
+    rec.wait_for("message", lambda e: e.kwargs["message"].payload == "still read")
+    assert len(errors(rec)) == 1
+
+
+def test_an_instance_restarting_within_the_grace_keeps_its_messages(
+    cluster: Cluster,
+    client: Client,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    quick_pruning: None,
+) -> None:
+    """Gone (and seen gone by the leader), then started again with its id within the
+    grace: its stream was kept, it takes what waited there, and nothing is reported."""
+    monkeypatch.setattr(raftredis.reliable_prune, "PRUNE_GRACE", 20.0)
+    leader = cluster.start(reliable=True, lease_ttl=SHORT_LEASE)
+    crashed = cluster.start(reliable=True, lease_ttl=SHORT_LEASE)
+    assert leader.is_leader
+    rec = recorded(leader)
+    k = keys_of(leader)
+    crash_holding_three(crashed, client, monkeypatch)
+    wait_until(
+        lambda: b" gone " in (redis_client.hget(k.reliable_index, crashed.id) or b""),
+        message="the leader did not mark the crashed instance gone",
+    )
+    again = cluster.new(reliable=True, lease_ttl=SHORT_LEASE, id=crashed.id)
+    again_rec = recorded(again)
+    again.start()
+    again_rec.wait_for("message", count=3)
+    assert payloads(again_rec) == [0, 1, 2]
+    assert redis_client.hget(k.reliable_index, crashed.id).isdigit()  # back: unmarked
+    marker = barrier(lambda m: client.message_to(again.id, m, reliable=True), again_rec)
+    assert payloads(again_rec) == [0, 1, 2, marker]
+    assert not errors(again_rec) and not errors(rec)
