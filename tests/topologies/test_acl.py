@@ -203,3 +203,50 @@ def test_a_command_refused_inside_a_script_is_named_in_acl_log(
     # The context is "lua" (Redis 7) or "multi" (6.2, which runs scripts like a MULTI).
     denied = [(e["context"], e["object"]) for e in _acl_log(admin)]
     assert any(obj == "publish" and context in ("lua", "multi") for context, obj in denied)
+
+
+def _reliable_rules() -> list[str]:
+    """The rules docs/production.md adds for reliable delivery and requests."""
+    text = " ".join(DOC.read_text().split())
+    found = re.search(r"\*\*Reliable delivery and requests\*\*.*?add `([^`]+)`", text)
+    assert found is not None, "the reliable-delivery bullet of the ACL section is gone"
+    return found.group(1).split()
+
+
+def test_the_documented_reliable_rules_run_reliable_delivery_and_requests(
+    acl_server: RedisServer, admin: redis.Redis, candidates: Callable[..., Candidate]
+) -> None:
+    """The minimal user plus the documented reliable-delivery rules: every reliable
+    send, the take-over of the leader stream at a change of leader, a request to an
+    instance and to the leader, and a clean stop; no error, nothing in ACL LOG."""
+    _set_user(admin, [*_rules_for(acl_server), *_reliable_rules()])
+    url = _url(acl_server)
+    a = candidates(redis=url, reliable=True)
+    b = candidates(redis=url, reliable=True)
+    recorders = {c.id: SignalRecorder().connect(c, "message", "error") for c in (a, b)}
+    for c in (a, b):
+        c.on_request(lambda sender, message, **extra: {"by": sender.id, "got": message.payload})
+    a.start()
+    b.start()
+    wait_until(lambda: a.is_leader != b.is_leader and a.leader_id == b.leader_id, 5.0)
+    leader, follower = (a, b) if a.is_leader else (b, a)
+    assert follower.message_to(leader.id, "direct", reliable=True) == 1
+    assert follower.message_leader("to the leader", reliable=True) == 1
+    assert leader.message_all("to all", reliable=True) == 1
+    assert leader.message_followers("to followers", reliable=True) == 1
+    recorders[leader.id].wait_for("message", count=2)
+    recorders[follower.id].wait_for("message", count=2)
+    assert follower.ask(leader.id, 1) == {"by": leader.id, "got": 1}
+    assert follower.ask_leader(2) == {"by": leader.id, "got": 2}
+    # A change of leader: the new one takes over the leader stream (XPENDING, XAUTOCLAIM).
+    term = leader.current_term
+    assert leader.reelect() is True
+    wait_until(lambda: any((c.leader_term or 0) > term for c in (a, b)), 5.0)
+    leader, follower = (a, b) if a.is_leader else (b, a)
+    assert follower.ask_leader(3) == {"by": leader.id, "got": 3}
+    a.stop()
+    b.stop()
+    assert not any(r.of("error") for r in recorders.values()), [
+        e.kwargs["error"] for r in recorders.values() for e in r.of("error")
+    ]
+    assert _acl_log(admin) == []
