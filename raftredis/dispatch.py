@@ -16,9 +16,10 @@ from blinker import NamedSignal
 
 from . import signals
 from .errors import ReceiverError, SignalOverflowError
+from .models import Message
 from .runtime import THREADING, Queue, Runtime, Task, is_current
 
-__all__ = ["Dispatcher", "deliver", "report_error"]
+__all__ = ["Dispatcher", "deliver", "deliver_message", "report_error"]
 
 log = logging.getLogger("raftredis")
 
@@ -41,6 +42,16 @@ def deliver(signal: NamedSignal, sender: object, kwargs: Mapping[str, Any]) -> N
             )
             error.__cause__ = exc
             report_error(sender, error)
+
+
+def deliver_message(sender: object, message: Message) -> None:
+    """A received message's signals: ``message_received``, then ``message_from_leader``
+    or ``message_from_follower`` (each receiver isolated), on the calling thread."""
+    deliver(signals.message_received, sender, {"message": message})
+    follow_up = (
+        signals.message_from_leader if message.from_leader else signals.message_from_follower
+    )
+    deliver(follow_up, sender, {"message": message})
 
 
 def report_error(sender: object, error: BaseException) -> None:

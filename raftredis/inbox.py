@@ -12,8 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from . import signals
-from .dispatch import deliver, report_error
+from .dispatch import deliver_message, report_error
 from .errors import ProtocolError
 from .keys import KeySpace
 from .listener import channel_of
@@ -81,11 +80,7 @@ class Inbox:
             return
         if received is None:
             return
-        deliver(signals.message_received, self._sender, {"message": received})
-        follow_up = (
-            signals.message_from_leader if received.from_leader else signals.message_from_follower
-        )
-        deliver(follow_up, self._sender, {"message": received})
+        deliver_message(self._sender, received)
 
     def accept(self, channel: str, raw: bytes) -> Message | None:
         """Decode one message; None for ones not meant for us (our own, followers-only)."""
@@ -110,16 +105,7 @@ class Inbox:
                 channel=channel,
                 raw=raw,
             )
-        return Message(
-            payload=envelope.payload,
-            sender_id=envelope.sender_id,
-            scope=envelope.scope,
-            from_leader=envelope.leader,
-            term=envelope.term,
-            message_id=envelope.message_id,
-            sent_at=envelope.sent_at,
-            kind=self._kind,
-        )
+        return envelope.to_message()
 
     def _reject(self, error: ProtocolError) -> None:
         log.warning("%s", error)

@@ -38,8 +38,7 @@ from typing import Any
 import redis
 
 from . import redispy_seam as seam
-from . import signals
-from .dispatch import deliver, report_error
+from .dispatch import deliver_message, report_error
 from .errors import MessagesLostError, ProtocolError, ReceiverError
 from .keys import KeySpace
 from .models import Message, Scope
@@ -366,26 +365,12 @@ class ReliableReader:
             return  # our own broadcast (one to the leader is for whoever leads now)
         if envelope.scope is Scope.FOLLOWERS and self._is_leader():
             return
-        message = Message(
-            payload=envelope.payload,
-            sender_id=envelope.sender_id,
-            scope=envelope.scope,
-            from_leader=envelope.leader,
-            term=envelope.term,
-            message_id=envelope.message_id,
-            sent_at=envelope.sent_at,
-            kind=self._keys.kind,
-            reliable=True,
-        )
+        message = envelope.to_message(reliable=True)
         reply_key = entry.fields.get(b"r")
         if reply_key:
             self._answer_request(client, message, reply_key, entry.fields.get(b"d", b"0"))
             return
-        deliver(signals.message_received, self._owner, {"message": message})
-        follow_up = (
-            signals.message_from_leader if message.from_leader else signals.message_from_follower
-        )
-        deliver(follow_up, self._owner, {"message": message})
+        deliver_message(self._owner, message)
 
     def _answer_request(
         self, client: redis.Redis, message: Message, reply_key: bytes, deadline: bytes

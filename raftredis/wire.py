@@ -19,7 +19,7 @@ from itertools import accumulate
 from typing import Any, Callable, TypeVar, cast
 
 from .errors import MessageError
-from .models import Instance, Scope, State
+from .models import Instance, Message, Scope, State
 
 __all__ = [
     "ControlMessage",
@@ -128,6 +128,20 @@ class Envelope:
     message_id: str
     sent_at: float
     payload: Any
+
+    def to_message(self, *, reliable: bool = False) -> Message:
+        """The :class:`~raftredis.Message` its receivers get."""
+        return Message(
+            payload=self.payload,
+            sender_id=self.sender_id,
+            scope=self.scope,
+            from_leader=self.leader,
+            term=self.term,
+            message_id=self.message_id,
+            sent_at=self.sent_at,
+            kind=self.kind,
+            reliable=reliable,
+        )
 
 
 def envelope_head(kind: str, sender_id: str) -> str:
