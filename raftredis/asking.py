@@ -77,7 +77,8 @@ class Asker:
         left = max(0.001, timeout - (time.monotonic() - started))
         who = f"instance {instance_id!r}" if scope is Scope.DIRECT else "the leader"
         try:
-            reply = self._waiting_client().blpop([reply_key], timeout=left)
+            # BLPOP takes a timeout in seconds with decimals (Redis 6.0 on).
+            reply: Any = self._waiting_client().execute_command("BLPOP", reply_key, f"{left:.3f}")
         except (redis.RedisError, OSError) as exc:
             raise BackendError(f"Redis failed while waiting for an answer of {who}: {exc}") from exc
         if reply is None:

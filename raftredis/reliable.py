@@ -231,7 +231,7 @@ class ReliableReader:
         while leading():
             try:
                 self._claim(client, key, int(CLAIM_IDLE * 1000))
-                pending = client.xpending(key, "leader")
+                pending: Any = client.xpending(key, "leader")  # typed as maybe-async
             except redis.ResponseError as exc:
                 if "NOGROUP" not in str(exc):  # refused (an ACL): what is left waits
                     log.warning("raftredis: claiming the leader's pending messages failed: %s", exc)
@@ -262,7 +262,7 @@ class ReliableReader:
         reading one may have been interrupted by stop()."""
         key = self._keys.reliable_leader
         try:
-            rows = self._client.xpending_range(key, "leader", "-", "+", BATCH, self._id)
+            rows: Any = self._client.xpending_range(key, "leader", "-", "+", BATCH, self._id)
             ids: list[Any] = [row["message_id"] for row in rows]
             if ids:
                 self._client.xclaim(
@@ -401,8 +401,8 @@ class ReliableReader:
             data = encode_reply(self._id, False, (type(exc).__name__, str(exc)), self._sign)
         ttl_ms = max(1000, int(deadline_ms - now_ms) + 1000) if deadline_ms else 60_000
         pipe = client.pipeline(transaction=True)
-        pipe.rpush(reply_key, data)
-        pipe.pexpire(reply_key, ttl_ms)
+        pipe.execute_command("RPUSH", reply_key, data)
+        pipe.execute_command("PEXPIRE", reply_key, ttl_ms)
         try:
             pipe.execute()
         except (redis.RedisError, OSError) as exc:
