@@ -25,7 +25,7 @@ from .outbox import LeadershipView
 from .publish_pool import PublishPool
 from .signing import Signer
 from .store import reliable_send_script
-from .stream_format import MAX_AGE_MS, MAX_LENGTH, new_writer_prefix
+from .stream_format import MAX_AGE_MS, MAX_LENGTH, new_writer_prefix, text
 from .wire import EnvelopeWriter
 
 __all__ = ["ReliableOutbox"]
@@ -96,7 +96,7 @@ class ReliableOutbox:
             )  # fmt: skip
             command = ("EVALSHA", self._sha, 4, stream, k.members, k.leader, k.leader_copy, *args)
             reply = self._run(command)
-            status = _text(reply[0])
+            status = text(reply[0])
             if status == "ok":
                 self._numbers[stream] = number
                 return int(reply[1])
@@ -144,7 +144,3 @@ class ReliableOutbox:
                 raise BackendError(f"Redis refused a reliable message: {reply}") from reply
             return reply
         raise AssertionError("unreachable")
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -63,8 +63,8 @@ class Entry:
 
 
 def text(value: Any) -> str:
-    """A reply element as text."""
-    return value.decode() if isinstance(value, bytes) else str(value)
+    """A reply element as text; junk bytes (keys anyone can write) never raise."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def entries_of(reply: Any) -> list[Entry]:
